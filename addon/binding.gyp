@@ -1,12 +1,22 @@
 {
+  # Sources are globbed so each native part can grow files without editing this one.
   "targets": [
     {
       "target_name": "d2p",
-      "sources": ["src/addon.cc"],
+      "sources": ["<!@(ls -1 src/addon/*.cc)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],
       "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      # The per-container supervisor: a standalone executable, small and static so that
+      # its resident memory stays under the 1 MiB budget (DESIGN.md §9).
+      "target_name": "d2p-shim",
+      "type": "executable",
+      "sources": ["<!@(ls -1 src/shim/*.cc)"],
+      "cflags_cc": ["-std=c++17", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
+      "ldflags": ["-static"]
     }
   ]
 }
