@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// Control-plane benchmark (issue 2): times what a user waits for, CLI process included.
+//   apply of a 100-service Compose file   budget ≤ 300 ms
+//   get of 1,000 objects                  budget ≤ 150 ms
+//   daemon RSS holding 1,000 objects      budget ≤ 80 MiB
+// Runs against a throwaway state root; prints medians over several runs.
+'use strict';
+const { execFileSync, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const repo = path.resolve(__dirname, '..', '..');
+const d2p = path.join(repo, 'bin', 'd2p');
+const runs = Number(process.env.RUNS ?? 7);
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-bench-cp-'));
+const env = { ...process.env, D2P_ROOT: root };
+
+function timeMs(args, opts = {}) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(d2p, args, { env, encoding: 'utf8', ...opts });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`d2p ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return ms;
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function composeWith(n, tag) {
+  let y = 'name: bench\nservices:\n';
+  for (let i = 0; i < n; i++) {
+    y += `  svc${i}:\n    image: 127.0.0.1:5000/bench/busybox:${tag}\n    command: ["sleep", "3600"]\n` +
+      `    environment: { INDEX: "${i}" }\n    ports: ["${20000 + i}:80"]\n`;
+  }
+  return y;
+}
+
+function rssMiB(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+}
+
+try {
+  // Warm the daemon once so the apply figures do not include its start.
+  timeMs(['get', 'vol', '-n', 'warmup']);
+  const file = path.join(root, 'compose.yml');
+  const applies = [];
+  for (let i = 0; i < runs; i++) {
+    // A new tag each run, so every apply really configures 100 services.
+    fs.writeFileSync(file, composeWith(100, `v${i}`));
+    applies.push(timeMs(['apply', '-f', file]));
+  }
+  // 1,000 objects: 900 volumes besides the 100 services above.
+  const manifests = [];
+  for (let i = 0; i < 900; i++) {
+    manifests.push(`apiVersion: d2p.dev/v1alpha1\nkind: Volume\nmetadata:\n  name: v${i}\n  namespace: bench\nspec: {}\n`);
+  }
+  const volFile = path.join(root, 'volumes.yaml');
+  fs.writeFileSync(volFile, manifests.join('---\n'));
+  timeMs(['apply', '-f', volFile]);
+  const gets = [];
+  for (let i = 0; i < runs; i++) gets.push(timeMs(['get', 'all', '-n', 'bench'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const getsVol = [];
+  for (let i = 0; i < runs; i++) getsVol.push(timeMs(['get', 'vol', '-n', 'bench']));
+  const pid = Number(fs.readFileSync(path.join(root, 'daemon.pid'), 'utf8').trim());
+  const rss = rssMiB(pid);
+  const row = (what, ms, budget) => console.log(`${what.padEnd(44)} ${ms.toFixed(1).padStart(8)} ms   budget ${budget} ms   ${ms <= budget ? 'ok' : 'OVER'}`);
+  console.log(`d2p control plane, median of ${runs} runs (CLI process included)`);
+  row('apply -f compose.yml (100 services)', median(applies), 300);
+  row('get all -n bench (1,000 objects)', median(gets), 150);
+  row('get vol -n bench (900 objects)', median(getsVol), 150);
+  console.log(`${'daemon RSS with 1,000 objects'.padEnd(44)} ${rss.toFixed(1).padStart(8)} MiB  budget 80 MiB  ${rss <= 80 ? 'ok' : 'OVER'}`);
+  console.log('peers: none installed here answers these (no kubectl/API server); figures are absolute.');
+} finally {
+  const pidFile = path.join(root, 'daemon.pid');
+  if (fs.existsSync(pidFile)) {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    try { process.kill(pid, 'SIGTERM'); } catch (e) { if (e.code !== 'ESRCH') throw e; }
+  }
+  setTimeout(() => fs.rmSync(root, { recursive: true, force: true }), 500);
+}
