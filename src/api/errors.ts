@@ -11,6 +11,8 @@ export type StatusReason =
   | 'BadRequest'
   | 'MethodNotAllowed'
   | 'Gone'
+  | 'RequestEntityTooLarge'
+  | 'UnsupportedMediaType'
   | 'InternalError'
   | 'ServiceUnavailable';
 
@@ -39,6 +41,8 @@ const HTTP_CODE: Record<StatusReason, number> = {
   BadRequest: 400,
   MethodNotAllowed: 405,
   Gone: 410,
+  RequestEntityTooLarge: 413,
+  UnsupportedMediaType: 415,
   InternalError: 500,
   ServiceUnavailable: 503,
 };
