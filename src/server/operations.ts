@@ -3,7 +3,7 @@
 import { ApiError, isApiError } from '../api/errors';
 import type { ApiObject, KindInfo } from '../api/meta';
 import type { Store } from '../store/types';
-import { checkUpdatePreconditions, simulateCreate, simulateDelete, simulateUpdate, simulateUpdateStatus, withStatusOf } from './dry-run';
+import { checkUpdatePreconditions, withStatusOf } from './preconditions';
 import { isPlainObject } from './http-io';
 import { applyGenerateName, bindToUrl, refuseServerFieldsOnCreate } from './identity';
 import { applyPatchDocument, type PatchFormat } from './patch';
@@ -56,9 +56,7 @@ export class ObjectOperations {
     // for every kind with a status subresource.
     if (kind.hasStatus) obj = withoutStatus(obj);
     const valid = this.validate(obj);
-    if (!dryRun) return { code: 201, body: await this.store.create(valid) };
-    await this.assertAbsent(kind, valid);
-    return { code: 201, body: simulateCreate(valid) };
+    return { code: 201, body: await this.store.create(valid, { dryRun }) };
   }
 
   /** PUT: on the main resource status is kept as stored, on /status everything but status is. */
@@ -91,17 +89,17 @@ export class ObjectOperations {
 
   async delete(at: ObjectAddress, request: DeleteRequest): Promise<Outcome> {
     const { kind, namespace, name } = at;
-    if (request.dryRun || request.preconditionResourceVersion !== undefined) {
+    if (request.preconditionResourceVersion !== undefined) {
       const live = await this.store.get(kind.kind, namespace, name);
       checkUpdatePreconditions(live, {
         ...live,
         metadata: { ...live.metadata, uid: request.preconditionUid, resourceVersion: request.preconditionResourceVersion },
       });
-      if (request.dryRun) return deleteOutcome(simulateDelete(live));
     }
     const removed = await this.store.delete(kind.kind, namespace, name, {
       preconditionUid: request.preconditionUid,
       propagationPolicy: request.propagationPolicy,
+      dryRun: request.dryRun,
     });
     return deleteOutcome(removed);
   }
@@ -111,25 +109,11 @@ export class ObjectOperations {
     checkUpdatePreconditions(live, desired);
     if (at.subresource === 'status') {
       const valid = this.validate(withStatusOf(withPrecondition(live, desired), desired));
-      return dryRun ? simulateUpdateStatus(live, valid) : this.store.updateStatus(valid);
+      return this.store.updateStatus(valid, { dryRun });
     }
     const valid = this.validate(withStatusOf(desired, live));
-    return dryRun ? simulateUpdate(at.kind, live, valid) : this.store.update(valid);
+    return this.store.update(valid, { dryRun });
   }
-
-  private async assertAbsent(kind: KindInfo, obj: ApiObject): Promise<void> {
-    try {
-      await this.store.get(kind.kind, obj.metadata.namespace, obj.metadata.name);
-    } catch (e) {
-      if (isApiError(e, 'NotFound')) return;
-      throw e;
-    }
-    throw new ApiError('AlreadyExists', `${kind.singular} "${qualifiedName(obj)}" already exists`, { kind: kind.kind, name: obj.metadata.name });
-  }
-}
-
-function qualifiedName(obj: ApiObject): string {
-  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
 function withoutStatus(obj: ApiObject): ApiObject {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, type ApiObject, type KindInfo, type ObjectList, type OwnerReference } from '../api/meta';
 import { ApiError, alreadyExists, conflict, invalid, notFound } from '../api/errors';
-import type { ListOptions, Store, Watch, WatchOptions } from './types';
+import type { ListOptions, Store, Watch, WatchOptions, WriteOptions } from './types';
 import {
   acquireStoreLock,
   DirectoryMaker,
@@ -37,7 +37,7 @@ import {
 import { EventHistory, goneEvent, StoreWatch, type ChangeEvent } from './watch';
 
 export { parseLabelSelector, parseFieldSelector, compileSelectors } from './labels';
-export type { Store, Watch, WatchOptions, ListOptions } from './types';
+export type { Store, Watch, WatchOptions, ListOptions, WriteOptions } from './types';
 
 export interface StoreOptions {
   /** Directory of the store (normally Paths.store); created if missing. */
@@ -214,7 +214,7 @@ export class EmbeddedStore implements Store {
 
   // --- writes -----------------------------------------------------------------------------
 
-  async create(input: ApiObject): Promise<ApiObject> {
+  async create(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
     this.assertOpen();
     const obj = toJsonObject(input) as unknown as ApiObject;
     const { info, namespace, name } = checkObject(obj);
@@ -225,7 +225,7 @@ export class EmbeddedStore implements Store {
         name,
       });
     }
-    const created = await this.mutate(info, namespace, name, (current) => {
+    const created = await this.mutate(info, namespace, name, opts, (current) => {
       if (current) throw alreadyExists(info.kind, namespace, name);
       const metadata = dropUndefined({
         ...obj.metadata,
@@ -244,11 +244,11 @@ export class EmbeddedStore implements Store {
     return created!;
   }
 
-  async update(input: ApiObject): Promise<ApiObject> {
+  async update(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
     this.assertOpen();
     const obj = toJsonObject(input) as unknown as ApiObject;
     const { info, namespace, name } = checkObject(obj);
-    const updated = await this.mutate(info, namespace, name, (current) => {
+    const updated = await this.mutate(info, namespace, name, opts, (current) => {
       if (!current) throw notFound(info.kind, namespace, name);
       checkPreconditions(current, obj.metadata, info);
       const system = current.metadata;
@@ -280,12 +280,12 @@ export class EmbeddedStore implements Store {
     return updated!;
   }
 
-  async updateStatus(input: ApiObject): Promise<ApiObject> {
+  async updateStatus(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
     this.assertOpen();
     const obj = toJsonObject(input) as unknown as ApiObject;
     const { info, namespace, name } = checkObject(obj);
     if (!info.hasStatus) throw new ApiError('MethodNotAllowed', `${info.kind} has no status subresource`, { kind: info.kind, name });
-    const updated = await this.mutate(info, namespace, name, (current) => {
+    const updated = await this.mutate(info, namespace, name, opts, (current) => {
       if (!current) throw notFound(info.kind, namespace, name);
       checkPreconditions(current, obj.metadata, info);
       const next = structuredClone(current);
@@ -301,7 +301,7 @@ export class EmbeddedStore implements Store {
     kind: string,
     namespace: string | undefined,
     name: string,
-    opts: { preconditionUid?: string; propagationPolicy?: 'Background' | 'Orphan' } = {},
+    opts: WriteOptions & { preconditionUid?: string; propagationPolicy?: 'Background' | 'Orphan' } = {},
   ): Promise<ApiObject> {
     this.assertOpen();
     const info = requireKind(kind);
@@ -312,7 +312,7 @@ export class EmbeddedStore implements Store {
       throw new ApiError('BadRequest', `propagationPolicy ${JSON.stringify(policy)} is not supported (Background or Orphan)`, { kind, name });
     }
     let preconditionUid = opts.preconditionUid;
-    if (policy === 'Orphan') {
+    if (policy === 'Orphan' && !opts.dryRun) {
       const owner = this.table.get(info.kind, ns, name);
       if (!owner) throw notFound(info.kind, ns, name);
       preconditionUid ??= owner.metadata.uid;
@@ -320,7 +320,7 @@ export class EmbeddedStore implements Store {
       // dependents that the next open would collect.
       await this.orphanDependents(preconditionUid!);
     }
-    const deleted = await this.mutate(info, ns, name, (current) => {
+    const deleted = await this.mutate(info, ns, name, opts, (current) => {
       if (!current) throw notFound(info.kind, ns, name);
       if (preconditionUid !== undefined && preconditionUid !== current.metadata.uid) {
         throw conflict(info.kind, ns, name, `Precondition failed: UID in precondition: ${preconditionUid}, UID in object meta: ${current.metadata.uid}`);
@@ -364,13 +364,21 @@ export class EmbeddedStore implements Store {
     }
   }
 
-  private mutate(info: KindInfo, namespace: string, name: string, decide: (current: ApiObject | undefined) => Decision): Promise<ApiObject | undefined> {
+  private mutate(
+    info: KindInfo,
+    namespace: string,
+    name: string,
+    opts: WriteOptions,
+    decide: (current: ApiObject | undefined) => Decision,
+  ): Promise<ApiObject | undefined> {
     this.assertWritable();
     const ref: ObjectRef = { kind: info.kind, namespace, name };
     const run = this.locks.run(refKey(ref), async () => {
       const stored = this.table.get(info.kind, namespace, name);
       const decision = decide(stored && structuredClone(stored));
       if (decision.type === 'unchanged') return decision.object && structuredClone(decision.object);
+      // A dry run has passed every check the real write makes; it stops short of the disk.
+      if (opts.dryRun) return structuredClone(decision.object);
       await this.persist(info, ref, decision, stored);
       return structuredClone(decision.object);
     });
@@ -469,7 +477,7 @@ export class EmbeddedStore implements Store {
    * dependents follow); one that still has some owner only loses the dangling references.
    */
   private async collect(ref: ObjectRef): Promise<void> {
-    await this.mutate(requireKind(ref.kind), ref.namespace, ref.name, (current) => {
+    await this.mutate(requireKind(ref.kind), ref.namespace, ref.name, {}, (current) => {
       if (!current) return { type: 'unchanged' };
       const owners = current.metadata.ownerReferences ?? [];
       const dangling = new Set(this.danglingOwners(current).map((o) => o.uid));
@@ -484,7 +492,7 @@ export class EmbeddedStore implements Store {
     const dependents = this.table.dependentsOf(ownerUid);
     await Promise.all(
       dependents.map((ref) =>
-        this.mutate(requireKind(ref.kind), ref.namespace, ref.name, (current) => {
+        this.mutate(requireKind(ref.kind), ref.namespace, ref.name, {}, (current) => {
           const owners = current?.metadata.ownerReferences ?? [];
           if (!current || !owners.some((o) => o.uid === ownerUid)) return { type: 'unchanged' };
           const remaining = owners.filter((o) => o.uid !== ownerUid);

@@ -22,6 +22,11 @@ export interface Watch {
   stop(): void;
 }
 
+/** dryRun: run every check and compute the result, persist nothing (Kubernetes' dryRun=All). */
+export interface WriteOptions {
+  dryRun?: boolean;
+}
+
 export interface Store {
   /** Current store-wide resourceVersion. */
   readonly resourceVersion: string;
@@ -30,16 +35,16 @@ export interface Store {
   list(kind: string, opts?: ListOptions): Promise<ObjectList>;
 
   /** Validates, assigns uid/creationTimestamp/generation=1/resourceVersion. 409 AlreadyExists. */
-  create(obj: ApiObject): Promise<ApiObject>;
+  create(obj: ApiObject, opts?: WriteOptions): Promise<ApiObject>;
   /**
    * Replaces spec+metadata (status is kept as stored: the /status subresource writes it).
    * If obj.metadata.resourceVersion is set and stale → 409 Conflict.
    * generation increments only when spec changed. Clearing the last finalizer of an object
    * with deletionTimestamp removes it.
    */
-  update(obj: ApiObject): Promise<ApiObject>;
+  update(obj: ApiObject, opts?: WriteOptions): Promise<ApiObject>;
   /** Replaces only status (same resourceVersion precondition rules). */
-  updateStatus(obj: ApiObject): Promise<ApiObject>;
+  updateStatus(obj: ApiObject, opts?: WriteOptions): Promise<ApiObject>;
   /**
    * Without finalizers: removes now (and emits DELETED). With finalizers: sets
    * deletionTimestamp once and returns the object. Dependents (ownerReferences with this
@@ -49,7 +54,7 @@ export interface Store {
     kind: string,
     namespace: string | undefined,
     name: string,
-    opts?: { preconditionUid?: string; propagationPolicy?: 'Background' | 'Orphan' },
+    opts?: WriteOptions & { preconditionUid?: string; propagationPolicy?: 'Background' | 'Orphan' },
   ): Promise<ApiObject>;
 
   watch(kind: string, opts?: WatchOptions): Watch;

@@ -577,6 +577,23 @@ describe('dryRun=All', () => {
     expect((await rejection(client.images.delete('shop', 'nope', { dryRun: true }))).reason).toBe('NotFound');
   });
 
+  it("runs the store's own metadata checks, so all-or-nothing apply cannot pass a dry run and fail for real", async () => {
+    const { client } = harness();
+    const owner = { apiVersion: 'd2p.dev/v1alpha1', kind: 'Image', name: 'o', uid: 'u1', controller: true };
+    const twoControllers = image('owned', 'nginx:1');
+    twoControllers.metadata.ownerReferences = [owner, { ...owner, name: 'p', uid: 'u2' }];
+    const err = await rejection(client.images.create(twoControllers, { dryRun: true }));
+    expect(err.reason).toBe('Invalid');
+    expect(err.message).toContain('only one reference can have controller set to true');
+
+    const live = await client.images.create({ ...image('held', 'nginx:1'), metadata: { ...image('held', 'nginx:1').metadata, finalizers: ['x/y'] } });
+    const marked = await client.images.delete('shop', 'held');
+    expect(marked.metadata.deletionTimestamp).toBeDefined();
+    const more = { ...marked, metadata: { ...marked.metadata, finalizers: ['x/y', 'x/z'] } };
+    expect((await rejection(client.images.update(more, { dryRun: true }))).reason).toBe((await rejection(client.images.update(more))).reason);
+    expect(live.metadata.uid).toBe(marked.metadata.uid);
+  });
+
   it('refuses dryRun values other than All', async () => {
     const { socketPath } = harness();
     const res = await raw(socketPath, 'POST', `${API}/namespaces/shop/volumes?dryRun=Some`, JSON.stringify(volume('x')));

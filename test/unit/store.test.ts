@@ -202,6 +202,34 @@ describe('CRUD', () => {
   });
 });
 
+describe('dry run', () => {
+  it('checks and computes every write without persisting, emitting or moving resourceVersion', async () => {
+    const store = await open();
+    const live = await store.create(obj('Container', 'web', { finalizers: ['d2p.dev/x'] }));
+    const version = store.resourceVersion;
+    const watch = store.watch('Container', { resourceVersion: version });
+
+    const created = await store.create(obj('Container', 'api'), { dryRun: true });
+    expect(created.metadata.uid).toBeDefined();
+    const updated = await store.update({ ...live, spec: { image: 'nginx' } }, { dryRun: true });
+    expect(updated.metadata.generation).toBe(2);
+    const marked = await store.delete('Container', 'default', 'web', { dryRun: true });
+    expect(marked.metadata.deletionTimestamp).toBeDefined();
+    await expectApiError(store.create(obj('Container', 'web'), { dryRun: true }), 'AlreadyExists');
+    await expectApiError(store.update({ ...live, metadata: { ...live.metadata, resourceVersion: '999999' } }, { dryRun: true }), 'Conflict');
+
+    expect(store.resourceVersion).toBe(version);
+    expect(await store.get('Container', 'default', 'web')).toEqual(live);
+    await expectApiError(store.get('Container', 'default', 'api'), 'NotFound');
+    await store.update({ ...live, metadata: { ...live.metadata, labels: { seen: 'yes' } } });
+    const [first] = await take(watch, 1);
+    expect(first.object.metadata.labels).toEqual({ seen: 'yes' });
+    watch.stop();
+    const reopened = await reopen(store);
+    expect((await reopened.list('Container')).items.map((o) => o.metadata.name)).toEqual(['web']);
+  });
+});
+
 describe('optimistic concurrency, generation and status', () => {
   it('rejects a stale resourceVersion with Conflict; a missing one is unconditional', async () => {
     const store = await open();
