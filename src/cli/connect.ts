@@ -1,6 +1,6 @@
 // A client of the daemon serving the state root, starting the daemon when none answers
 // (DESIGN.md §2: "d2p apply starts the daemon when none is running"). Its own module so
-// that undici, which the client is built on, loads only for commands that talk to the API.
+// that the client and what it loads come in only for commands that talk to the API.
 import { createClient, type Client } from '../client';
 import { ensureDaemon } from '../client/ensure-daemon';
 import type { Paths } from '../config';

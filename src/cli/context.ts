@@ -1,5 +1,5 @@
 // What every command gets: its output streams, the paths of the state root, and a client
-// of the daemon serving that root. The client module (undici) is loaded only when a
+// of the daemon serving that root. The client module is loaded only when a
 // command talks to the daemon, so `d2p version` and `d2p convert` start fast.
 import type { Client } from '../client';
 import { resolvePaths, type Paths } from '../config';

@@ -1,5 +1,5 @@
 // The d2p command line (bin/d2p). Kept light on purpose: each command's module, and the
-// heavy libraries it needs (undici, yaml, ajv, the Compose loader), are required only when
+// heavy libraries it needs (yaml, ajv, the Compose loader), are required only when
 // that command runs, because `d2p get` has a start-up budget (DESIGN.md §9).
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';

@@ -1,4 +1,4 @@
-// The TypeScript client of the d2p API: undici over the daemon's unix socket, keep-alive
+// The TypeScript client of the d2p API: HTTP over the daemon's unix socket, keep-alive
 // connections shared by every kind.
 import { API_VERSION, kindByName, KINDS } from '../api/meta';
 import { HttpResourceClient } from './resource-client';

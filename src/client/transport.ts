@@ -1,10 +1,12 @@
-// HTTP over the daemon's unix socket with undici: one keep-alive pool, JSON in and out,
-// Kubernetes Status bodies turned back into ApiError values.
-import { Agent, type Dispatcher } from 'undici';
+// HTTP over the daemon's unix socket: one keep-alive agent, JSON in and out, Kubernetes
+// Status bodies turned back into ApiError values. node:http rather than undici here: every
+// CLI command pays for loading its client, and undici's load alone (~100 ms measured on
+// this 2-core machine) is most of the 150 ms budget of `d2p get`. The registry client,
+// which needs TLS, redirects and connection pools, keeps undici.
+import * as http from 'node:http';
 import { ApiError, type StatusObject } from '../api/errors';
 
-/** undici needs an origin even when the socket path decides where bytes go. */
-const ORIGIN = 'http://localhost';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** The errno codes of connect(2) on a unix socket that mean "no daemon there". */
 const UNREACHABLE_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
@@ -41,64 +43,60 @@ export interface CallOptions {
   /** Defaults to application/json when there is a body. */
   contentType?: string;
   signal?: AbortSignal;
-  /** Milliseconds without body data before undici gives up; 0 disables. */
-  bodyTimeout?: number;
 }
 
 export class Transport {
-  private readonly agent: Agent;
+  private readonly agent = new http.Agent({ keepAlive: true });
 
-  constructor(readonly socketPath: string) {
-    this.agent = new Agent({ connect: { socketPath } });
-  }
+  constructor(readonly socketPath: string) {}
 
   /** A JSON request; resolves with the parsed body of a 2xx answer. */
-  async call<T>(method: Dispatcher.HttpMethod, path: string, opts: CallOptions = {}): Promise<T> {
+  async call<T>(method: HttpMethod, path: string, opts: CallOptions = {}): Promise<T> {
     const response = await this.send(method, path, opts);
-    const text = await response.body.text();
-    if (response.statusCode >= 300) throw responseError(response.statusCode, `${method} ${path}`, text);
+    const text = await readText(response);
+    if (response.statusCode! >= 300) throw responseError(response.statusCode!, `${method} ${path}`, text);
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 
-  /** A request whose body is streamed to the caller (watch); non-2xx answers throw. */
-  async stream(method: Dispatcher.HttpMethod, path: string, opts: CallOptions = {}): Promise<Dispatcher.ResponseData['body']> {
-    // A quiet watch may go minutes without a byte; undici's default body timeout (300 s)
-    // would cut it, so streams rely on the server and on stop() to end them.
-    const response = await this.send(method, path, { ...opts, bodyTimeout: 0 });
-    if (response.statusCode >= 300) throw responseError(response.statusCode, `${method} ${path}`, await response.body.text());
-    return response.body;
+  /**
+   * A request whose body is streamed to the caller (watch); non-2xx answers throw. node:http
+   * sets no body timeout, so a quiet watch lasts until the server or stop() ends it.
+   */
+  async stream(method: HttpMethod, path: string, opts: CallOptions = {}): Promise<http.IncomingMessage> {
+    const response = await this.send(method, path, opts);
+    if (response.statusCode! >= 300) throw responseError(response.statusCode!, `${method} ${path}`, await readText(response));
+    return response;
   }
 
   /** Plain-text endpoints such as /healthz. */
   async text(path: string): Promise<{ statusCode: number; text: string }> {
     const response = await this.send('GET', path, {});
-    return { statusCode: response.statusCode, text: await response.body.text() };
+    return { statusCode: response.statusCode!, text: await readText(response) };
   }
 
   close(): Promise<void> {
-    return this.agent.close();
+    this.agent.destroy();
+    return Promise.resolve();
   }
 
-  private async send(method: Dispatcher.HttpMethod, path: string, opts: CallOptions): Promise<Dispatcher.ResponseData> {
-    const hasBody = opts.body !== undefined;
-    try {
-      return await this.agent.request({
-        origin: ORIGIN,
-        path: path + queryString(opts.query),
-        method,
-        headers: {
-          accept: 'application/json',
-          ...(hasBody ? { 'content-type': opts.contentType ?? 'application/json' } : {}),
-        },
-        body: hasBody ? JSON.stringify(opts.body) : undefined,
-        signal: opts.signal,
-        ...(opts.bodyTimeout === undefined ? {} : { bodyTimeout: opts.bodyTimeout }),
-      });
-    } catch (e) {
-      // An abort is the caller's own doing (a watch being stopped); it stays recognisable.
-      if (opts.signal?.aborted) throw e;
-      throw this.connectionError(e, `${method} ${path}`);
+  private send(method: HttpMethod, path: string, opts: CallOptions): Promise<http.IncomingMessage> {
+    const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+    if (payload) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = payload.length;
     }
+    return new Promise((resolve, reject) => {
+      const request = http.request(
+        { socketPath: this.socketPath, path: path + queryString(opts.query), method, headers, agent: this.agent, signal: opts.signal },
+        resolve,
+      );
+      request.on('error', (e) => {
+        // An abort is the caller's own doing (a watch being stopped); it stays recognisable.
+        reject(opts.signal?.aborted ? e : this.connectionError(e, `${method} ${path}`));
+      });
+      request.end(payload);
+    });
   }
 
   private connectionError(e: unknown, what: string): Error {
@@ -106,6 +104,12 @@ export class Transport {
     if (err.code && UNREACHABLE_CODES.has(err.code)) return new DaemonUnreachableError(this.socketPath, err);
     return Object.assign(new Error(`${what} on ${this.socketPath}: ${err.message}`, { cause: e }), { code: err.code });
   }
+}
+
+async function readText(response: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function queryString(query: Query | undefined): string {
