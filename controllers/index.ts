@@ -3,6 +3,8 @@ import type { Paths } from '../src/config';
 import type { Logger } from './logger';
 import { Manager, type ClientProvider, type ManagerOptions } from './manager';
 import { volumeController } from './volume';
+import { containerController } from './container';
+import { serviceController } from './service';
 
 export interface StartControllersOptions {
   client: ClientProvider;
@@ -10,6 +12,8 @@ export interface StartControllersOptions {
   logger?: Logger;
   /** Tuning (back-off, resync, event TTL…); defaults follow controller-runtime and Kubernetes. */
   tuning?: Omit<ManagerOptions, 'client' | 'paths' | 'logger'>;
+  /** cgroup parent of every container (default "d2p"); tests use a unique one. */
+  containerCgroupParent?: string;
 }
 
 export interface RunningControllers {
@@ -22,6 +26,8 @@ export interface RunningControllers {
 export async function startControllers(opts: StartControllersOptions): Promise<RunningControllers> {
   const manager = new Manager({ ...opts.tuning, client: opts.client, paths: opts.paths, logger: opts.logger });
   manager.register(volumeController());
+  manager.register(containerController({ cgroupParent: opts.containerCgroupParent }));
+  manager.register(serviceController());
   await manager.start();
   return { manager, stop: () => manager.stop() };
 }

@@ -1,0 +1,616 @@
+// The Container reconciler: one Container object ↔ one process tree run by the runtime
+// (src/runtime), with Docker's lifecycle and Kubernetes' way of reporting it.
+//  - Level-triggered: every reconcile asks the runtime what really runs (its shim state is
+//    the truth), so a daemon restart adopts running containers instead of starting them
+//    again, and a process killed from outside is seen for what it is.
+//  - A death is noticed at once: a runtime.wait() per running process writes a status
+//    change when it fires, and that change queues the key (reconcileOnStatusChange), since
+//    the manager offers a controller no other way to queue a key from outside a watch.
+//  - Restart policies and back-off as Docker's restartmanager (container-restart.ts);
+//    while waiting the phase is CrashLoopBackOff, as kubectl shows it.
+//  - A spec change (generation moved past status.observedGeneration, which is written just
+//    before the runtime container is created) stops and recreates; metadata changes don't.
+//  - The annotation d2p.dev/desired-state (running | stopped | paused), set by `d2p stop`,
+//    `start` and `pause`, overrides the restart policy.
+//  - Deletion is guarded by a finalizer: process, mounts, cgroup and anonymous volumes go
+//    first (DESIGN.md §3).
+import { isDeepStrictEqual } from 'node:util';
+import * as path from 'node:path';
+import { isApiError } from '../src/api/errors';
+import { DEFAULT_NAMESPACE, type ApiObject } from '../src/api/meta';
+import type { Container, ContainerSpec, ContainerStatus, HealthState, Image } from '../src/api/types';
+import type { Paths } from '../src/config';
+import { ContainerNotFoundError, InvalidSpecError, type ContainerState } from '../src/runtime/index';
+import { getCondition, setCondition } from './conditions';
+import { buildRuntimeConfig, containerId } from './container-config';
+import { HealthProber, resolveHealthcheck, type HealthChange, type ResolvedHealthcheck } from './container-health';
+import {
+  overlayImageMounter,
+  realImageLookup,
+  realRuntime,
+  type ContainerRuntime,
+  type ImageLookup,
+  type LocalImage,
+} from './container-host';
+import { anonymousVolumesDir, prepareMounts, removeAnonymousVolumes, type ImageContentMounter } from './container-mounts';
+import { RestartBackoff, shouldRestart } from './container-restart';
+import { describeError, TerminalError } from './errors';
+import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+
+export { containerId } from './container-config';
+
+export const CONTAINER_FINALIZER = 'd2p.dev/container-cleanup';
+export const DESIRED_STATE_ANNOTATION = 'd2p.dev/desired-state';
+/** How often a Container waiting for its image looks again, besides the Image watch. */
+export const IMAGE_RECHECK_MS = 2_000;
+/** How often a Container waiting for a volume or another container's network looks again. */
+export const DEPENDENCY_RECHECK_MS = 1_000;
+
+export const CONDITION_READY = 'Ready';
+export const CONDITION_IMAGE_PULLED = 'ImagePulled';
+export const CONDITION_VOLUMES_READY = 'VolumesReady';
+
+type DesiredState = 'running' | 'stopped' | 'paused';
+/** A Container whose spec was checked to be there (the schema requires it). */
+type SpecContainer = Container & { spec: ContainerSpec };
+
+export interface ContainerControllerOptions {
+  /** Makes the runtime (default: a Runtime over paths.containers). */
+  runtime?: (paths: Paths) => ContainerRuntime;
+  /** Opens the image store (default: ImageStore.open(paths.images)). */
+  images?: (paths: Paths) => Promise<ImageLookup>;
+  /** Shows an image's merged content for volume copy-up (default: a read-only overlay mount). */
+  imageMounter?: (paths: Paths) => ImageContentMounter;
+  /** cgroup parent of the default runtime. Default "d2p". */
+  cgroupParent?: string;
+  /** Milliseconds since the epoch; tests inject a clock to drive the back-off. */
+  now?: () => number;
+}
+
+export function containerController(opts: ContainerControllerOptions = {}): Controller {
+  const reconciler = new ContainerReconciler(opts);
+  return {
+    kind: 'Container',
+    // The exit watch and the health prober wake the reconciler by writing status.
+    reconcileOnStatusChange: true,
+    watches: [
+      { kind: 'Image', map: (obj) => reconciler.keysWaitingForImage(obj as Image) },
+      { kind: 'Volume', map: (obj) => reconciler.keysWaitingForVolume(obj) },
+    ],
+    reconcile: (key, ctx) => reconciler.reconcile(key, ctx),
+  };
+}
+
+interface Waiting {
+  namespace: string;
+  names: string[];
+}
+
+export class ContainerReconciler {
+  private runtimeInstance: ContainerRuntime | undefined;
+  private imagesInstance: Promise<ImageLookup> | undefined;
+  private mounterInstance: ImageContentMounter | undefined;
+  private readonly backoff = new RestartBackoff();
+  /** key → incarnation ("shimPid:startedAt") whose exit is being watched. */
+  private readonly exitWatches = new Map<string, string>();
+  private readonly waitingForImage = new Map<string, Waiting>();
+  private readonly waitingForVolume = new Map<string, Waiting>();
+  private readonly prober: HealthProber;
+  private boundSignal: AbortSignal | undefined;
+  /** The latest context, for writes made outside a reconcile (exit watch, health changes). */
+  private ctx: ReconcileContext | undefined;
+
+  constructor(private readonly opts: ContainerControllerOptions) {
+    this.prober = new HealthProber({
+      exec: (id, args) => this.runtime().exec(id, { args }),
+      onChange: (change) => void this.onHealthChange(change),
+      onProbeError: (key, error) => this.ctx?.log.debug('healthcheck could not run', { key, error: describeError(error) }),
+      now: opts.now,
+    });
+  }
+
+  keysWaitingForImage(image: Image): string[] {
+    const ref = image.spec?.ref;
+    const namespace = image.metadata.namespace ?? DEFAULT_NAMESPACE;
+    return [...this.waitingForImage].filter(([, w]) => w.namespace === namespace && ref !== undefined && w.names.includes(ref)).map(([key]) => key);
+  }
+
+  keysWaitingForVolume(volume: ApiObject): string[] {
+    const namespace = volume.metadata.namespace ?? DEFAULT_NAMESPACE;
+    return [...this.waitingForVolume].filter(([, w]) => w.namespace === namespace && w.names.includes(volume.metadata.name)).map(([key]) => key);
+  }
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  private runtime(): ContainerRuntime {
+    if (!this.runtimeInstance) {
+      const paths = this.requireCtx().paths;
+      this.runtimeInstance = this.opts.runtime ? this.opts.runtime(paths) : realRuntime(paths, { cgroupParent: this.opts.cgroupParent });
+    }
+    return this.runtimeInstance;
+  }
+
+  private images(paths: Paths): Promise<ImageLookup> {
+    this.imagesInstance ??= (this.opts.images ?? realImageLookup)(paths);
+    return this.imagesInstance;
+  }
+
+  private mounter(paths: Paths): ImageContentMounter {
+    this.mounterInstance ??= this.opts.imageMounter ? this.opts.imageMounter(paths) : overlayImageMounter(path.join(paths.containers, '.image-roots'));
+    return this.mounterInstance;
+  }
+
+  private requireCtx(): ReconcileContext {
+    if (!this.ctx) throw new Error('container reconciler used before its first reconcile');
+    return this.ctx;
+  }
+
+  /** Timers and watches end with the manager: its signal aborts when it stops. */
+  private bind(ctx: ReconcileContext): void {
+    this.ctx = ctx;
+    if (this.boundSignal === ctx.signal) return;
+    this.boundSignal = ctx.signal;
+    ctx.signal.addEventListener('abort', () => {
+      this.prober.stopAll();
+      this.exitWatches.clear();
+    }, { once: true });
+  }
+
+  async reconcile(key: string, ctx: ReconcileContext): Promise<Result | void> {
+    this.bind(ctx);
+    const { namespace, name } = splitKey(key);
+    const container = await getContainer(ctx, namespace, name);
+    if (!container) {
+      this.forget(key);
+      return;
+    }
+    const id = containerId(namespace, name);
+    if (container.metadata.deletionTimestamp) return this.finalize(ctx, key, id, container);
+    if (!container.spec?.image) throw new TerminalError('InvalidSpec', `container ${key}: spec.image is required`);
+    let c = (await this.ensureFinalizer(ctx, container)) as SpecContainer;
+    let state = await this.observe(id);
+    if (state && c.status?.observedGeneration !== c.metadata.generation) {
+      await this.remove(ctx, key, id, c, `spec changed (generation ${c.metadata.generation}); recreating`);
+      state = undefined;
+    }
+    const desired = desiredState(c);
+    if (!state) {
+      if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
+      const created = await this.create(ctx, key, id, c);
+      if ('result' in created) return created.result;
+      c = created.container as SpecContainer;
+      state = created.state;
+    }
+    switch (state.status) {
+      case 'created':
+        if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
+        return this.start(ctx, key, id, c, desired, false);
+      case 'running':
+      case 'paused':
+        return this.whileAlive(ctx, key, id, c, state, desired);
+      case 'stopped':
+        return this.afterExit(ctx, key, id, c, state, desired);
+    }
+  }
+
+  private forget(key: string): void {
+    this.prober.stop(key);
+    this.exitWatches.delete(key);
+    this.backoff.reset(key);
+    this.waitingForImage.delete(key);
+    this.waitingForVolume.delete(key);
+  }
+
+  private async observe(id: string): Promise<ContainerState | undefined> {
+    try {
+      return await this.runtime().state(id);
+    } catch (error) {
+      if (error instanceof ContainerNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  // --- creation -------------------------------------------------------------------------
+
+  private async create(
+    ctx: ReconcileContext,
+    key: string,
+    id: string,
+    c: SpecContainer,
+  ): Promise<{ result: Result | void } | { container: SpecContainer; state: ContainerState }> {
+    const { namespace, name } = splitKey(key);
+    const image = await this.findImage(ctx, c);
+    if (!image) {
+      this.waitingForImage.set(key, { namespace, names: [c.spec.image] });
+      const status = pendingStatus(c, CONDITION_IMAGE_PULLED, 'ImageNotPresent', `image ${c.spec.image} is not present yet; waiting for it to be pulled`);
+      await this.writeStatus(ctx, c, status);
+      return { result: { requeueAfter: IMAGE_RECHECK_MS } };
+    }
+    this.waitingForImage.delete(key);
+    const mounts = await prepareMounts(c.spec.mounts, {
+      ctx,
+      namespace,
+      containerName: name,
+      anonymousVolumesDir: anonymousVolumesDir(ctx.paths.containers, id),
+      layerDirs: image.layerDirs,
+      imageRoot: this.mounter(ctx.paths),
+    });
+    if (!mounts.ready) {
+      this.waitingForVolume.set(key, { namespace, names: mounts.waitingFor });
+      const status = pendingStatus(c, CONDITION_VOLUMES_READY, mounts.reason, mounts.message);
+      setCondition(status, { type: CONDITION_IMAGE_PULLED, status: 'True', reason: 'ImagePresent', observedGeneration: c.metadata.generation });
+      await this.writeStatus(ctx, c, status);
+      return { result: { requeueAfter: DEPENDENCY_RECHECK_MS } };
+    }
+    this.waitingForVolume.delete(key);
+    const netns = await this.joinedNetns(ctx, c);
+    if (netns.waiting) {
+      await this.writeStatus(ctx, c, pendingStatus(c, CONDITION_READY, 'NetworkNotReady', netns.waiting));
+      return { result: { requeueAfter: DEPENDENCY_RECHECK_MS } };
+    }
+    const config = buildRuntimeConfig({ id, spec: c.spec, image, mounts: mounts.mounts, netnsPath: netns.path });
+    // observedGeneration is written before the runtime container exists, so a container
+    // found later with an older observedGeneration was certainly made from an older spec.
+    const creating = freshStatus(c, 'Creating');
+    setCondition(creating, { type: CONDITION_IMAGE_PULLED, status: 'True', reason: 'ImagePresent', observedGeneration: c.metadata.generation });
+    if (c.spec.mounts?.some((m) => m.type === 'volume')) {
+      setCondition(creating, { type: CONDITION_VOLUMES_READY, status: 'True', reason: 'VolumesReady', observedGeneration: c.metadata.generation });
+    }
+    setCondition(creating, { type: CONDITION_READY, status: 'False', reason: 'Creating', observedGeneration: c.metadata.generation });
+    const container = await this.writeStatus(ctx, c, creating);
+    const state = await runtimeCall(id, () => this.runtime().create(config));
+    await ctx.events.record(container, 'Normal', 'Created', `Created container ${name}`);
+    return { container, state };
+  }
+
+  private async findImage(ctx: ReconcileContext, c: SpecContainer): Promise<LocalImage | undefined> {
+    const images = await this.images(ctx.paths);
+    try {
+      return await images.get(c.spec.image);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'D2P_IMAGE_INVALID_REFERENCE') throw new TerminalError('InvalidImageReference', `spec.image: ${describeError(error)}`, { cause: error });
+      throw error;
+    }
+  }
+
+  /** networkMode container:NAME / service:NAME: the network namespace of that running container. */
+  private async joinedNetns(ctx: ReconcileContext, c: SpecContainer): Promise<{ path?: string; waiting?: string }> {
+    const mode = c.spec.networkMode ?? '';
+    const namespace = c.metadata.namespace ?? DEFAULT_NAMESPACE;
+    let peers: Container[];
+    if (mode.startsWith('container:')) {
+      const name = mode.slice('container:'.length);
+      const peer = await getContainer(ctx, namespace, name);
+      peers = peer ? [peer] : [];
+    } else if (mode.startsWith('service:')) {
+      const service = mode.slice('service:'.length);
+      const list = await ctx.client('Container').list({ namespace, labelSelector: `com.docker.compose.service=${service}` });
+      peers = list.items as Container[];
+    } else return {};
+    const running = peers.find((p) => p.status?.phase === 'Running' && p.status.pid);
+    if (!running) return { waiting: `waiting for ${mode} to be running, to join its network namespace` };
+    return { path: `/proc/${running.status?.pid}/ns/net` };
+  }
+
+  // --- running --------------------------------------------------------------------------
+
+  private async start(ctx: ReconcileContext, key: string, id: string, c: SpecContainer, desired: DesiredState, restart: boolean): Promise<Result | void> {
+    let state: ContainerState;
+    try {
+      state = await runtimeCall(id, () => this.runtime().start(id));
+    } catch (error) {
+      if (error instanceof TerminalError) throw error;
+      await this.recordStartFailure(ctx, c, error);
+      throw error;
+    }
+    const status = structuredClone(c.status ?? {});
+    if (restart) status.restartCount = (status.restartCount ?? 0) + 1;
+    delete status.health;
+    const started = await this.writeStatus(ctx, c, status);
+    await ctx.events.record(started, 'Normal', 'Started', `Started container ${c.metadata.name}`);
+    return this.whileAlive(ctx, key, id, started, state, desired);
+  }
+
+  private async recordStartFailure(ctx: ReconcileContext, c: SpecContainer, error: unknown): Promise<void> {
+    const message = describeError(error);
+    const status = structuredClone(c.status ?? {});
+    status.phase = 'Failed';
+    status.message = message;
+    delete status.pid;
+    setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'StartFailed', message, observedGeneration: c.metadata.generation });
+    await this.writeStatus(ctx, c, status);
+    await ctx.events.record(c, 'Warning', 'Failed', `Error starting container: ${message}`);
+  }
+
+  private async whileAlive(
+    ctx: ReconcileContext,
+    key: string,
+    id: string,
+    c: SpecContainer,
+    state: ContainerState,
+    desired: DesiredState,
+  ): Promise<Result | void> {
+    if (desired === 'stopped') {
+      const stopped = await this.stopProcess(ctx, key, id, c, 'stopped by the user');
+      const status = stoppedByUser(c.status);
+      applyExit(status, stopped, this.now());
+      return void (await this.writeStatus(ctx, c, status));
+    }
+    let current = state;
+    if (desired === 'paused' && state.status === 'running') {
+      await runtimeCall(id, () => this.runtime().pause(id));
+      await ctx.events.record(c, 'Normal', 'Paused', `Paused container ${c.metadata.name}`);
+      current = { ...state, status: 'paused' };
+    } else if (desired !== 'paused' && state.status === 'paused') {
+      await runtimeCall(id, () => this.runtime().unpause(id));
+      await ctx.events.record(c, 'Normal', 'Unpaused', `Unpaused container ${c.metadata.name}`);
+      current = { ...state, status: 'running' };
+    }
+    const incarnation = `${current.shimPid ?? current.pid}:${current.startedAt ?? ''}`;
+    this.watchExit(key, id, incarnation);
+    const check = await this.healthcheckOf(ctx, c);
+    if (check) {
+      const startedAt = current.startedAt ? Date.parse(current.startedAt) : this.now();
+      this.prober.ensure(key, id, incarnation, check, startedAt, c.status?.health ?? 'starting');
+    } else this.prober.stop(key);
+    await this.writeStatus(ctx, c, runningStatus(c, current, check ? (this.prober.health(key) ?? 'starting') : undefined));
+  }
+
+  private async healthcheckOf(ctx: ReconcileContext, c: SpecContainer): Promise<ResolvedHealthcheck | undefined> {
+    const wantsImageCheck = !c.spec.healthcheck?.disable && !c.spec.healthcheck?.test?.length;
+    const image = wantsImageCheck || c.spec.healthcheck ? await this.findImage(ctx, c) : undefined;
+    return resolveHealthcheck(c.spec, image?.config.healthcheck);
+  }
+
+  /** Queues `key` (through a status write) as soon as this incarnation's process exits. */
+  private watchExit(key: string, id: string, incarnation: string): void {
+    if (this.exitWatches.get(key) === incarnation) return;
+    this.exitWatches.set(key, incarnation);
+    this.runtime()
+      .wait(id)
+      .then(
+        () => this.onExit(key, incarnation),
+        (error: unknown) => this.ctx?.log.warn('watching the container process failed', { key, error: describeError(error) }),
+      )
+      .catch((error: unknown) => this.ctx?.log.warn('recording a container exit failed', { key, error: describeError(error) }));
+  }
+
+  private async onExit(key: string, incarnation: string): Promise<void> {
+    if (this.exitWatches.get(key) !== incarnation) return;
+    this.exitWatches.delete(key);
+    this.prober.stop(key);
+    await this.touchStatus(key, (status, c) =>
+      setCondition(status, {
+        type: CONDITION_READY,
+        status: 'False',
+        reason: 'ProcessExited',
+        message: `process ${incarnation} exited`,
+        observedGeneration: c.metadata.generation,
+      }),
+    );
+  }
+
+  private async onHealthChange(change: HealthChange): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx || ctx.signal.aborted) return;
+    const updated = await this.touchStatus(change.key, (status) => {
+      if (status.health === change.health) return false;
+      status.health = change.health;
+      return true;
+    });
+    if (!updated) return;
+    const output = change.output.trim().split('\n')[0]?.slice(0, 200) ?? '';
+    if (change.health === 'unhealthy') await ctx.events.record(updated, 'Warning', 'Unhealthy', `Healthcheck failed: ${output || `exit code ${change.exitCode}`}`);
+    else if (change.health === 'healthy') await ctx.events.record(updated, 'Normal', 'Healthy', 'Healthcheck passed');
+  }
+
+  /** Read-modify-write of a Container's status outside a reconcile, retried on Conflict. */
+  private async touchStatus(key: string, edit: (status: ContainerStatus, c: Container) => boolean): Promise<Container | undefined> {
+    const ctx = this.ctx;
+    if (!ctx || ctx.signal.aborted) return undefined;
+    const { namespace, name } = splitKey(key);
+    for (let attempt = 1; ; attempt++) {
+      const c = await getContainer(ctx, namespace, name);
+      if (!c) return undefined;
+      const status = structuredClone(c.status ?? {});
+      if (!edit(status, c)) return undefined;
+      try {
+        return (await ctx.client('Container').updateStatus({ ...c, status })) as Container;
+      } catch (error) {
+        if (!isApiError(error, 'Conflict') || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  // --- after an exit --------------------------------------------------------------------
+
+  private async afterExit(
+    ctx: ReconcileContext,
+    key: string,
+    id: string,
+    c: SpecContainer,
+    state: ContainerState,
+    desired: DesiredState,
+  ): Promise<Result | void> {
+    this.prober.stop(key);
+    this.exitWatches.delete(key);
+    const status = structuredClone(c.status ?? {});
+    const isNewDeath = status.phase === 'Running' || status.phase === 'Paused' || status.phase === 'Creating' || (state.finishedAt !== undefined && status.finishedAt !== state.finishedAt);
+    const exitCode = applyExit(status, state, this.now());
+    if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
+    const userStopped = getCondition(c.status, CONDITION_READY)?.reason === 'Stopped';
+    if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(status)));
+    if (userStopped) {
+      // `d2p start` after `d2p stop`: start again at once, as `docker start` does.
+      this.backoff.reset(key);
+      return this.start(ctx, key, id, await this.writeStatus(ctx, c, status), desired, false);
+    }
+    if (!shouldRestart(c.spec.restartPolicy, c.spec.maxRetries, { exitCode, restartCount: status.restartCount ?? 0 })) {
+      status.phase = 'Exited';
+      delete status.message;
+      setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Exited', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
+      return void (await this.writeStatus(ctx, c, status));
+    }
+    const deathId = state.finishedAt ?? `${state.shimPid ?? ''}:${state.startedAt ?? ''}`;
+    const ranFor = state.startedAt && state.finishedAt ? Date.parse(state.finishedAt) - Date.parse(state.startedAt) : undefined;
+    const now = this.now();
+    const plan = this.backoff.plan(key, deathId, ranFor, now);
+    if (now < plan.notBefore) {
+      const wasWaiting = status.phase === 'CrashLoopBackOff';
+      status.phase = 'CrashLoopBackOff';
+      status.message = `back-off ${plan.delayMs}ms restarting failed container; next start at ${new Date(plan.notBefore).toISOString()}`;
+      setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'CrashLoopBackOff', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
+      await this.writeStatus(ctx, c, status);
+      if (!wasWaiting) await ctx.events.record(c, 'Warning', 'BackOff', `Back-off restarting failed container ${c.metadata.name}`);
+      return { requeueAfter: plan.notBefore - now };
+    }
+    return this.start(ctx, key, id, await this.writeStatus(ctx, c, status), desired, true);
+  }
+
+  private async recordDeath(ctx: ReconcileContext, c: SpecContainer, state: ContainerState, exitCode: number): Promise<void> {
+    const how = state.signal ? ` (${state.signal})` : state.message ? ` (${state.message})` : '';
+    await ctx.events.record(c, exitCode === 0 ? 'Normal' : 'Warning', 'Died', `Container exited with code ${exitCode}${how}`);
+    if (state.oomKilled) await ctx.events.record(c, 'Warning', 'OOMKilled', 'Container was killed by the kernel OOM killer (memory limit reached)');
+  }
+
+  // --- stopping and deletion ------------------------------------------------------------
+
+  /** docker stop: stop signal, grace period, SIGKILL; returns the final state. */
+  private async stopProcess(ctx: ReconcileContext, key: string, id: string, c: Container, why: string): Promise<ContainerState> {
+    this.prober.stop(key);
+    this.exitWatches.delete(key);
+    await ctx.events.record(c, 'Normal', 'Killing', `Stopping container ${c.metadata.name}: ${why}`);
+    const state = await runtimeCall(id, () => this.runtime().stop(id));
+    const how = state.signal ? `killed by ${state.signal}` : `exit code ${state.exitCode ?? 'unknown'}`;
+    await ctx.events.record(c, 'Normal', 'Stopped', `Stopped container ${c.metadata.name} (${how})`);
+    return state;
+  }
+
+  /** Stops (grace, then kill) and deletes the runtime container: nothing of it is left. */
+  private async remove(ctx: ReconcileContext, key: string, id: string, c: Container, why: string): Promise<void> {
+    const state = await this.observe(id);
+    if (!state) return;
+    if (state.status === 'running' || state.status === 'paused') await this.stopProcess(ctx, key, id, c, why);
+    await runtimeCall(id, () => this.runtime().delete(id, { force: true }));
+    this.backoff.reset(key);
+  }
+
+  private async finalize(ctx: ReconcileContext, key: string, id: string, c: Container): Promise<Result | void> {
+    if (!(c.metadata.finalizers ?? []).includes(CONTAINER_FINALIZER)) return;
+    await this.remove(ctx, key, id, c, 'the container is being deleted');
+    await removeAnonymousVolumes(anonymousVolumesDir(ctx.paths.containers, id));
+    this.forget(key);
+    const finalizers = (c.metadata.finalizers ?? []).filter((f) => f !== CONTAINER_FINALIZER);
+    try {
+      await ctx.client('Container').update({ ...c, metadata: { ...c.metadata, finalizers } });
+    } catch (error) {
+      if (!isApiError(error, 'NotFound')) throw error;
+    }
+  }
+
+  private async ensureFinalizer(ctx: ReconcileContext, c: Container): Promise<Container> {
+    if ((c.metadata.finalizers ?? []).includes(CONTAINER_FINALIZER)) return c;
+    const finalizers = [...(c.metadata.finalizers ?? []), CONTAINER_FINALIZER];
+    return (await ctx.client('Container').update({ ...c, metadata: { ...c.metadata, finalizers } })) as Container;
+  }
+
+  /** Writes `status` unless it is what is stored; returns the object as stored. */
+  private async writeStatus<T extends Container>(ctx: ReconcileContext, c: T, status: ContainerStatus): Promise<T> {
+    if (isDeepStrictEqual(stripUndefined(status), stripUndefined(c.status ?? {}))) return c;
+    return (await ctx.client('Container').updateStatus({ ...c, status: stripUndefined(status) })) as T;
+  }
+}
+
+async function getContainer(ctx: ReconcileContext, namespace: string, name: string): Promise<Container | undefined> {
+  try {
+    return (await ctx.client('Container').get(namespace, name)) as Container;
+  } catch (error) {
+    if (isApiError(error, 'NotFound')) return undefined;
+    throw error;
+  }
+}
+
+function desiredState(c: Container): DesiredState {
+  const value = c.metadata.annotations?.[DESIRED_STATE_ANNOTATION] ?? 'running';
+  if (value === 'running' || value === 'stopped' || value === 'paused') return value;
+  throw new TerminalError('InvalidAnnotation', `metadata.annotations["${DESIRED_STATE_ANNOTATION}"] ${JSON.stringify(value)} is not running, stopped or paused`);
+}
+
+/** Runtime spec problems are the user's to fix: no retry until the object changes. */
+async function runtimeCall<T>(id: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof InvalidSpecError) throw new TerminalError('InvalidSpec', `container ${id}: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+/** A new runtime container: everything about the previous one is dropped. */
+function freshStatus(c: Container, phase: ContainerStatus['phase']): ContainerStatus {
+  return {
+    phase,
+    observedGeneration: c.metadata.generation,
+    restartCount: 0,
+    conditions: structuredClone(c.status?.conditions ?? []),
+  };
+}
+
+function pendingStatus(c: Container, conditionType: string, reason: string, message: string): ContainerStatus {
+  const status = structuredClone(c.status ?? {});
+  status.phase = 'Pending';
+  status.message = message;
+  status.observedGeneration = c.metadata.generation;
+  setCondition(status, { type: conditionType, status: 'False', reason, message, observedGeneration: c.metadata.generation });
+  if (conditionType !== CONDITION_READY) {
+    setCondition(status, { type: CONDITION_READY, status: 'False', reason, message, observedGeneration: c.metadata.generation });
+  }
+  return status;
+}
+
+function runningStatus(c: Container, state: ContainerState, health: HealthState | undefined): ContainerStatus {
+  const status = structuredClone(c.status ?? {});
+  status.phase = state.status === 'paused' ? 'Paused' : 'Running';
+  status.pid = state.pid;
+  status.startedAt = state.startedAt;
+  status.oomKilled = false;
+  status.health = health;
+  status.observedGeneration = c.metadata.generation;
+  delete status.finishedAt;
+  delete status.exitCode;
+  delete status.message;
+  const ready = status.phase === 'Running' && (health === undefined || health === 'healthy');
+  const reason = ready ? 'Running' : status.phase === 'Paused' ? 'Paused' : health === 'unhealthy' ? 'Unhealthy' : 'HealthcheckStarting';
+  setCondition(status, { type: CONDITION_READY, status: ready ? 'True' : 'False', reason, observedGeneration: c.metadata.generation });
+  return status;
+}
+
+function stoppedByUser(previous: ContainerStatus | undefined): ContainerStatus {
+  const status = structuredClone(previous ?? {});
+  status.phase = 'Exited';
+  status.message = `stopped by the user (${DESIRED_STATE_ANNOTATION}=stopped)`;
+  delete status.pid;
+  delete status.health;
+  setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Stopped', message: status.message, observedGeneration: status.observedGeneration });
+  return status;
+}
+
+/** Copies the exit of `state` into `status`; returns the exit code (Docker's 128+signal when killed). */
+function applyExit(status: ContainerStatus, state: ContainerState, now: number): number {
+  const exitCode = state.exitCode ?? 255;
+  status.exitCode = exitCode;
+  status.oomKilled = state.oomKilled;
+  status.finishedAt = state.finishedAt ?? status.finishedAt ?? new Date(now).toISOString();
+  if (state.startedAt) status.startedAt = state.startedAt;
+  delete status.pid;
+  delete status.health;
+  return exitCode;
+}
+
+/** JSON drops undefined; comparing and storing without it avoids writes that change nothing. */
+function stripUndefined<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}

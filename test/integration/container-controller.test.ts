@@ -1,0 +1,239 @@
+// The Container controller end to end: a daemon in-process (store, API server, manager
+// with the real controllers), the real Runtime and d2p-shim, and an image imported into the
+// ImageStore from an OCI layout built locally (hack/test-images/lib.js), no registry.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+import type { EventObject } from '../../src/api/meta';
+import type { Container, ContainerSpec } from '../../src/api/types';
+import { createClient } from '../../src/client/index';
+import type { Client } from '../../src/client/types';
+import { ImageStore, importOciLayout } from '../../src/images/index';
+import { CgroupManager } from '../../src/runtime/index';
+import { runDaemon, type Daemon } from '../../src/server/daemon';
+import { startControllers } from '../../controllers/index';
+import { containerId } from '../../controllers/container';
+import { createJsonLogger } from '../../controllers/logger';
+import { requireSandbox } from '../helpers/sandbox-guard';
+
+requireSandbox('container controller integration tests');
+
+const fixtures = require('../../hack/test-images/lib.js') as {
+  tarArchive(entries: object[]): Buffer;
+  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
+  writeLayoutIndex(dir: string, named: Record<string, object>): void;
+};
+
+const IMAGE = 'd2p.test/box:1';
+const NS = 'itest';
+const BUSYBOX = '/usr/bin/busybox';
+
+let tmp: string;
+let daemon: Daemon;
+let client: Client;
+let cgroupParent: string;
+
+function busyboxLayer(): Buffer {
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  return fixtures.tarArchive([
+    { path: 'bin/', type: 'dir' },
+    { path: 'bin/busybox', type: 'file', mode: 0o755, content: fs.readFileSync(BUSYBOX) },
+    ...applets.map((a) => ({ path: `bin/${a}`, type: 'symlink', linkpath: 'busybox' })),
+    { path: 'etc/', type: 'dir' },
+    { path: 'etc/passwd', type: 'file', content: 'root:x:0:0:root:/root:/bin/sh\n' },
+    { path: 'etc/group', type: 'file', content: 'root:x:0:\n' },
+    { path: 'tmp/', type: 'dir', mode: 0o1777 },
+    { path: 'proc/', type: 'dir' },
+    { path: 'sys/', type: 'dir' },
+    { path: 'dev/', type: 'dir' },
+  ]);
+}
+
+function contentLayer(): Buffer {
+  return fixtures.tarArchive([
+    { path: 'srv/', type: 'dir' },
+    { path: 'srv/www/', type: 'dir', mode: 0o750, uid: 33, gid: 33 },
+    { path: 'srv/www/index.html', type: 'file', content: 'from the image\n', uid: 33, gid: 33 },
+  ]);
+}
+
+async function importTestImage(imagesDir: string): Promise<void> {
+  const layout = path.join(tmp, 'layout');
+  fs.mkdirSync(layout, { recursive: true });
+  const desc = fixtures.addImage(layout, [busyboxLayer(), contentLayer()], { config: { Env: ['PATH=/bin'], Cmd: ['sleep', '1000'] } });
+  fixtures.writeLayoutIndex(layout, { [IMAGE]: desc });
+  const store = await ImageStore.open(imagesDir);
+  await importOciLayout(store, layout);
+}
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-ctrl-it-'));
+  cgroupParent = `d2p-ctl-test-${process.pid}`;
+  const root = path.join(tmp, 'root');
+  await importTestImage(path.join(root, 'images'));
+  daemon = await runDaemon({
+    root,
+    socket: path.join(tmp, 'd2p.sock'),
+    handleSignals: false,
+    log: () => undefined,
+    startControllers: ({ client: c, paths }) =>
+      startControllers({
+        client: c,
+        paths,
+        containerCgroupParent: cgroupParent,
+        logger: createJsonLogger({ write: () => undefined }),
+        tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } },
+      }),
+  });
+  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
+});
+
+afterAll(async () => {
+  const errors: unknown[] = [];
+  try {
+    if (client) {
+      for (const c of (await client.for('Container').list({ namespace: NS })).items) await client.for('Container').delete(NS, c.metadata.name);
+      await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000 });
+    }
+  } catch (e) {
+    errors.push(e);
+  }
+  for (const step of [() => client?.close(), () => daemon?.stop()]) {
+    try {
+      await step();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  try {
+    new CgroupManager({ parent: cgroupParent }).removeParent();
+  } catch (e) {
+    errors.push(e);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  if (errors.length) throw errors[0];
+});
+
+async function run(name: string, spec: Partial<ContainerSpec>): Promise<void> {
+  // `sleep` as pid 1 of its pid namespace has no default SIGTERM action (pid_namespaces(7)),
+  // so `docker stop` would wait the whole grace period; SIGKILL keeps the tests quick.
+  const stop = spec.stopGracePeriod ? {} : { stopSignal: 'SIGKILL' };
+  await client.for('Container').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name, namespace: NS }, spec: { image: IMAGE, ...stop, ...spec } });
+}
+
+const get = async (name: string) => (await client.for('Container').get(NS, name)) as Container;
+
+async function events(name: string): Promise<EventObject[]> {
+  const list = await client.for('Event').list({ namespace: NS, fieldSelector: `involvedObject.name=${name}` });
+  return (list.items as EventObject[]).sort((a, b) => Date.parse(a.firstTimestamp ?? '') - Date.parse(b.firstTimestamp ?? ''));
+}
+
+function alive(pid: number): boolean {
+  return fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+}
+
+async function waitRunning(name: string): Promise<Container> {
+  await vi.waitFor(async () => expect((await get(name)).status?.phase).toBe('Running'), { timeout: 20_000, interval: 50 });
+  return get(name);
+}
+
+async function deleteAndWait(name: string): Promise<void> {
+  await client.for('Container').delete(NS, name);
+  await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS, fieldSelector: `metadata.name=${name}` })).items).toEqual([]), {
+    timeout: 20_000,
+    interval: 50,
+  });
+}
+
+describe('Container controller (real runtime)', () => {
+  it('runs sleep with a real pid; a kill -9 from outside is noticed and restarted (restartCount 1, new pid)', async () => {
+    await run('sleeper', { command: ['sleep', '1000'], restartPolicy: 'always' });
+    const first = await waitRunning('sleeper');
+    const pid = first.status!.pid!;
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('sleep');
+    process.kill(pid, 'SIGKILL');
+    // Docker restarts after 100 ms; the generous timeout only keeps a loaded machine from failing the test.
+    await vi.waitFor(
+      async () => {
+        const c = await get('sleeper');
+        expect(c.status).toMatchObject({ phase: 'Running', restartCount: 1 });
+        expect(c.status?.pid).not.toBe(pid);
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    const second = (await get('sleeper')).status!.pid!;
+    expect(alive(second)).toBe(true);
+    expect(alive(pid)).toBe(false);
+    const reasons = (await events('sleeper')).map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['Created', 'Started', 'Died', 'BackOff']));
+    const died = (await events('sleeper')).find((e) => e.reason === 'Died')!;
+    expect(died.message).toContain('137');
+
+    const id = containerId(NS, 'sleeper');
+    const cgroups = new CgroupManager({ parent: cgroupParent }).dirsOf(id);
+    await deleteAndWait('sleeper');
+    expect(alive(second)).toBe(false);
+    for (const dir of cgroups) expect(fs.existsSync(dir)).toBe(false);
+    expect(fs.existsSync(path.join(daemon.paths.containers, id))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(path.join(daemon.paths.containers, id));
+  });
+
+  it('a passing healthcheck makes it healthy and Ready; a failing one unhealthy with an event', async () => {
+    await run('good', { command: ['sleep', '1000'], healthcheck: { test: ['CMD', 'true'], interval: '200ms', startInterval: '100ms' } });
+    await run('bad', { command: ['sleep', '1000'], healthcheck: { test: ['CMD-SHELL', 'exit 1'], interval: '200ms', retries: 2 } });
+    await vi.waitFor(async () => expect((await get('good')).status?.health).toBe('healthy'), { timeout: 20_000, interval: 50 });
+    await vi.waitFor(async () => expect((await get('bad')).status?.health).toBe('unhealthy'), { timeout: 20_000, interval: 50 });
+    await vi.waitFor(async () => {
+      const good = await get('good');
+      expect(good.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    });
+    const bad = await get('bad');
+    expect(bad.status?.phase).toBe('Running');
+    expect(bad.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unhealthy' });
+    expect((await events('bad')).map((e) => e.reason)).toContain('Unhealthy');
+    await deleteAndWait('good');
+    await deleteAndWait('bad');
+  });
+
+  it('stop ignores a trapped SIGTERM for the grace period, then kills with SIGKILL', async () => {
+    await run('stubborn', { command: ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"], stopGracePeriod: '1s' });
+    const pid = (await waitRunning('stubborn')).status!.pid!;
+    // Give sh time to install its trap before the stop signal arrives.
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    await client.for('Container').delete(NS, 'stubborn');
+    await vi.waitFor(async () => expect((await events('stubborn')).map((e) => e.reason)).toContain('Stopped'), { timeout: 20_000, interval: 50 });
+    const elapsed = Date.now() - started;
+    const evs = await events('stubborn');
+    const killing = evs.findIndex((e) => e.reason === 'Killing');
+    const stopped = evs.findIndex((e) => e.reason === 'Stopped');
+    expect(killing).toBeGreaterThanOrEqual(0);
+    expect(stopped).toBeGreaterThan(killing);
+    expect(evs[stopped]!.message).toContain('SIGKILL');
+    // It survived SIGTERM: the kill came only after the grace period.
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    await vi.waitFor(() => expect(alive(pid)).toBe(false));
+  });
+
+  it('populates an empty named volume from the image path on first use, and only then', async () => {
+    await client.for('Volume').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Volume', metadata: { name: 'site', namespace: NS }, spec: {} });
+    await run('web', { command: ['sleep', '1000'], mounts: [{ type: 'volume', source: 'site', target: '/srv/www' }] });
+    const c = await waitRunning('web');
+    const data = path.join(daemon.paths.volumes, NS, 'site', '_data');
+    expect(fs.readFileSync(path.join(data, 'index.html'), 'utf8')).toBe('from the image\n');
+    expect(fs.statSync(data).uid).toBe(33);
+    expect(fs.statSync(path.join(data, 'index.html')).uid).toBe(33);
+    // The container sees the volume's content at the target.
+    expect(fs.readFileSync(`/proc/${c.status!.pid}/root/srv/www/index.html`, 'utf8')).toBe('from the image\n');
+    fs.writeFileSync(path.join(data, 'index.html'), 'changed\n');
+    await deleteAndWait('web');
+    await run('web2', { command: ['sleep', '1000'], mounts: [{ type: 'volume', source: 'site', target: '/srv/www' }] });
+    await waitRunning('web2');
+    expect(fs.readFileSync(path.join(data, 'index.html'), 'utf8')).toBe('changed\n');
+    await deleteAndWait('web2');
+    await client.for('Volume').delete(NS, 'site');
+  });
+});
