@@ -9,7 +9,10 @@ import { CliError, ReportedError, type CliIO } from './io';
 
 type Action<O> = (opts: O, ctx: CommandContext) => Promise<number>;
 
-export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'version'] as const;
+/** The Compose commands of issue 5; `lifecycle` serves start|stop|restart|kill|pause|unpause|rm. */
+const WORKLOAD_COMMANDS = ['up', 'down', 'ps', 'logs', 'exec', 'run', 'lifecycle', 'stats', 'top'] as const;
+
+export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', ...WORKLOAD_COMMANDS] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Finds a command's function; each lives in commands/<name>.ts as `<name>Command`. */
@@ -64,6 +67,8 @@ export function buildProgram(io: CliIO, run: Runner): Command {
     .showHelpAfterError("(run 'd2p --help' for usage)")
     // Set before the subcommands exist, so they inherit it: main decides the exit status.
     .exitOverride()
+    // `d2p run IMG sh -c …` and `d2p exec web ls -l`: options after the operand belong to the command run.
+    .enablePositionalOptions()
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) });
 
   addSourceOptions(addGlobalOptions(program.command('convert')))
@@ -149,15 +154,190 @@ export function buildProgram(io: CliIO, run: Runner): Command {
   addGlobalOptions(program.command('daemon'))
     .description('serve the API and run the controllers in the foreground')
     .option('--no-controllers', 'serve the API only')
-    .action((flags: { controllers: boolean }, cmd: Command) =>
-      run(cmd, 'daemon', { controllers: flags.controllers }),
+    .option('--manifests <dir>', 'keep the Compose files and manifests of this directory applied (GitOps)')
+    .action((flags: { controllers: boolean; manifests?: string }, cmd: Command) =>
+      run(cmd, 'daemon', { controllers: flags.controllers, manifests: flags.manifests }),
     );
+
+  addGlobalOptions(program.command('watch'))
+    .description('keep a directory of Compose files and manifests applied, printing one line per sync (Ctrl-C stops)')
+    .argument('<dir>', 'the manifest directory')
+    .option('--name <name>', 'name of the Source object (default: the directory name)')
+    .option('-n, --namespace <ns>', 'namespace of the Source object', 'd2p-system')
+    .option('--no-prune', 'keep objects whose files were removed')
+    .option('--interval <duration>', 'full resync period, which also puts back drift', '30s')
+    .action((dir: string, flags: { name?: string; namespace: string; prune: boolean; interval: string }, cmd: Command) => {
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      process.once('SIGTERM', () => abort.abort());
+      return run(cmd, 'watch', { dir, ...flags, signal: abort.signal });
+    });
 
   addGlobalOptions(program.command('version'))
     .description('print the version')
     .action((_flags: unknown, cmd: Command) => run(cmd, 'version', {}));
 
+  registerWorkloadCommands(program, run);
+  registerImageCommands(program, run);
   return program;
+}
+
+/**
+ * `d2p image SUBCOMMAND …` parses its own subcommands (commands/image.ts), so only the word
+ * is registered here; `d2p pull` and `d2p images` are docker's shortcuts for two of them.
+ */
+function registerImageCommands(program: Command, run: Runner): void {
+  const words: [word: string, subcommand: string[], description: string][] = [
+    ['image', [], 'manage local images: pull, ls, inspect, rm, tag, push, prune, save, load, login, logout'],
+    ['pull', ['pull'], 'pull an image from a registry (d2p image pull)'],
+    ['images', ['ls'], 'list local images (d2p image ls)'],
+    ['login', ['login'], 'log in to a registry (d2p image login)'],
+    ['logout', ['logout'], 'log out of a registry (d2p image logout)'],
+  ];
+  for (const [word, subcommand, description] of words) {
+    addGlobalOptions(program.command(word))
+      .description(description)
+      .argument('[args...]', 'd2p image --help lists them')
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action((args: string[], _flags: unknown, cmd: Command) => run(cmd, 'image', { args: [...subcommand, ...args] }));
+  }
+}
+
+/** -p/--filename/--profile of the Compose commands; `-f` stays free where docker gives it another meaning (logs -f, rm -f). */
+function addProjectOptions(cmd: Command, shortFile = true): Command {
+  return cmd
+    .option(shortFile ? '-f, --filename <path>' : '--filename <path>', 'Compose file; repeatable', collect)
+    .option('-p, --project-name <name>', 'Compose project name (the namespace of its objects)')
+    .option('--profile <name>', 'Compose profile to enable; repeatable', collect);
+}
+
+function projectOptions(flags: SourceFlags): { files?: string[]; projectName?: string; profiles?: string[] } {
+  return { files: flags.filename, projectName: flags.projectName, profiles: flags.profile };
+}
+
+/** up, down, ps, logs, exec, run, start|stop|restart|kill|pause|unpause|rm, stats, top (issue 5). */
+function registerWorkloadCommands(program: Command, run: Runner): void {
+  type Flags = SourceFlags & Record<string, unknown>;
+  addProjectOptions(addGlobalOptions(program.command('up')))
+    .description('create and start the Compose project: attached (Ctrl-C stops it), -d, or -d --wait')
+    .option('-d, --detach', 'return once applied')
+    .option('--wait', 'return once every service is available (implies -d)')
+    .option('--wait-timeout <seconds>', 'how long --wait waits')
+    .option('--build', 'build images first (not supported yet)')
+    .option('--no-color', 'no colours in the log prefixes')
+    .action((flags: Flags, cmd: Command) =>
+      run(cmd, 'up', { ...projectOptions(flags), detach: flags.detach, wait: flags.wait, waitTimeout: flags.waitTimeout, build: flags.build, noColor: flags.color === false }),
+    );
+  addProjectOptions(addGlobalOptions(program.command('down')))
+    .description('remove the project: containers and networks; volumes with -v; images with --rmi all')
+    .option('-v, --volumes', 'remove the named volumes too')
+    .option('--rmi <which>', 'remove images too: all, or local (built ones)')
+    .option('--remove-orphans', 'accepted; down removes every container of the project anyway')
+    .option('--timeout <seconds>', 'how long to wait for each kind to be gone')
+    .action((flags: Flags, cmd: Command) =>
+      run(cmd, 'down', { ...projectOptions(flags), volumes: flags.volumes, rmi: flags.rmi, removeOrphans: flags.removeOrphans, timeout: flags.timeout }),
+    );
+  addProjectOptions(addGlobalOptions(program.command('ps')))
+    .description("list the project's containers")
+    .argument('[services...]', 'only these services')
+    .option('-a, --all', 'stopped containers too')
+    .option('-q, --quiet', 'names only')
+    .option('--format <format>', 'table or json', 'table')
+    .option('--no-trunc', 'do not cut COMMAND')
+    .action((services: string[], flags: Flags, cmd: Command) =>
+      run(cmd, 'ps', { ...projectOptions(flags), services, all: flags.all, quiet: flags.quiet, format: flags.format, noTrunc: flags.trunc === false }),
+    );
+  addProjectOptions(addGlobalOptions(program.command('logs')), false)
+    .description("print the project's container logs")
+    .argument('[services...]', 'only these services')
+    .option('-f, --follow', 'keep printing new lines (Ctrl-C stops)')
+    .option('-n, --tail <lines>', 'only the last lines of each container, or "all"')
+    .option('--since <time>', 'only lines since a timestamp or a duration ago (10m)')
+    .option('-t, --timestamps', 'print each line\'s time')
+    .option('--no-color', 'no colours in the prefixes')
+    .option('--no-log-prefix', 'no "service-n  | " prefix')
+    .action((services: string[], flags: Flags, cmd: Command) =>
+      run(cmd, 'logs', {
+        ...projectOptions(flags),
+        services,
+        follow: flags.follow,
+        tail: flags.tail,
+        since: flags.since,
+        timestamps: flags.timestamps,
+        noColor: flags.color === false,
+        noLogPrefix: flags.logPrefix === false,
+      }),
+    );
+  addProjectOptions(addGlobalOptions(program.command('exec')))
+    .description('run a command in a running container: d2p exec SERVICE|CONTAINER CMD…')
+    .argument('<target>', 'service or container')
+    .argument('<command...>', 'command and its arguments')
+    .passThroughOptions()
+    // --tty before --no-tty: defined first, --no-tty would make a terminal the default (commander).
+    .option('-t, --tty', 'a terminal (not supported yet)')
+    .option('-T, --no-tty', 'no terminal (the default)')
+    .option('-i, --interactive', 'pass stdin to the command')
+    .option('-e, --env <K=V>', 'environment variable; repeatable', collect)
+    .option('-u, --user <user>', 'user[:group] to run as')
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('--index <n>', 'which replica of the service (from 1)')
+    .action((target: string, command: string[], flags: Flags, cmd: Command) =>
+      run(cmd, 'exec', { ...projectOptions(flags), target, command, tty: flags.tty === true, interactive: flags.interactive, env: flags.env, user: flags.user, workdir: flags.workdir, index: flags.index }),
+    );
+  addGlobalOptions(program.command('run'))
+    .description('run a command in a new container: d2p run [OPTIONS] IMAGE [CMD…]')
+    .argument('<image>', 'image reference')
+    .argument('[command...]', 'command and its arguments')
+    .passThroughOptions()
+    .option('--rm', 'remove the container when it exits')
+    .option('-d, --detach', 'print the name and return')
+    .option('--name <name>', 'container name (default: a random adjective_surname)')
+    .option('-e, --env <K=V>', 'environment variable; repeatable', collect)
+    .option('-v, --volume <src:dst[:ro]>', 'bind mount or volume; repeatable', collect)
+    .option('-p, --publish <[ip:]host:container>', 'publish a port; repeatable', collect)
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('-u, --user <user>', 'user[:group] to run as')
+    .option('--entrypoint <cmd>', 'override the image entrypoint')
+    .option('--restart <policy>', 'no, always, unless-stopped, on-failure[:N]')
+    .option('--init', 'run an init as PID 1')
+    .option('--hostname <name>', 'hostname')
+    .option('-t, --tty', 'a terminal (not supported yet)')
+    .option('-i, --interactive', 'attach stdin (not supported yet)')
+    .action((image: string, command: string[], flags: Flags, cmd: Command) =>
+      run(cmd, 'run', {
+        image,
+        command,
+        ...(['rm', 'detach', 'name', 'env', 'volume', 'publish', 'workdir', 'user', 'entrypoint', 'restart', 'init', 'hostname', 'tty', 'interactive'] as const).reduce(
+          (o, k) => ({ ...o, [k]: flags[k] }),
+          {},
+        ),
+      }),
+    );
+  for (const action of ['start', 'stop', 'restart', 'kill', 'pause', 'unpause', 'rm'] as const) {
+    const cmd = addProjectOptions(addGlobalOptions(program.command(action)), action !== 'rm')
+      .description(`${action} containers: names, namespace/name, or services of the project`)
+      .argument('<targets...>', 'containers or services');
+    if (action === 'stop' || action === 'restart') cmd.option('-t, --timeout <seconds>', 'seconds before SIGKILL');
+    if (action === 'kill') cmd.option('-s, --signal <signal>', 'signal to send', 'SIGKILL');
+    if (action === 'rm') cmd.option('-f, --force', 'remove running containers too');
+    cmd.action((targets: string[], flags: Flags, c: Command) =>
+      run(c, 'lifecycle', { ...projectOptions(flags), action, targets, timeout: flags.timeout, signal: flags.signal, force: flags.force }),
+    );
+  }
+  addProjectOptions(addGlobalOptions(program.command('stats')))
+    .description('live CPU, memory, network and pids of running containers')
+    .argument('[containers...]', 'containers or services (default: the project, or every container)')
+    .option('--no-stream', 'print once')
+    .option('-a, --all', 'stopped containers too')
+    .action((containers: string[], flags: Flags, cmd: Command) =>
+      run(cmd, 'stats', { ...projectOptions(flags), containers, noStream: flags.stream === false, all: flags.all }),
+    );
+  addProjectOptions(addGlobalOptions(program.command('top')))
+    .description("the processes of a container (or of a service's containers)")
+    .argument('<targets...>', 'containers or services')
+    .action((targets: string[], flags: Flags, cmd: Command) => run(cmd, 'top', { ...projectOptions(flags), targets }));
 }
 
 export interface MainOptions {

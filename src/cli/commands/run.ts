@@ -1,0 +1,329 @@
+// d2p run [--rm] [-d] [--name N] [-e K=V] [-v SRC:DST[:ro]] [-p H:C] [-w DIR] [-u USER]
+// [--entrypoint E] [--restart P] IMAGE [CMD…] — docker run: an Image object (when none
+// has that ref) and a Container object in namespace "default", then, attached, the
+// container's output as it comes and its exit code as ours; --rm deletes it afterwards;
+// -d prints the name and returns. Parsing is a pure function (buildRunObjects) so every
+// flag's meaning is tested without a daemon.
+import { isIP } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { isApiError } from '../../api/errors';
+import { API_VERSION, DEFAULT_NAMESPACE } from '../../api/meta';
+import type { Container, ContainerSpec, Image, Mount, PortMapping, RestartPolicy, Volume } from '../../api/types';
+import type { Client } from '../../client';
+import { imageObjectName } from '../../compose/convert';
+import type { CommandContext } from '../context';
+import { CliError } from '../io';
+import { parseEnvFlags, TTY_UNSUPPORTED } from './exec';
+import { getIfExists, interruptSignal, removeContainer, setDesiredState, sleep } from './lifecycle';
+import { PrefixedPrinter, ProjectFollower } from './logs';
+
+export interface RunFlags {
+  image: string;
+  command?: string[];
+  name?: string;
+  env?: string[];
+  volume?: string[];
+  publish?: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  restart?: string;
+  rm?: boolean;
+  detach?: boolean;
+  tty?: boolean;
+  interactive?: boolean;
+  init?: boolean;
+  hostname?: string;
+}
+
+export interface RunOptions extends RunFlags {
+  cwd?: string;
+  signal?: AbortSignal;
+  /** Tests pin the generated name. */
+  random?: () => number;
+}
+
+/** Labels d2p puts on what `run` creates, so `d2p get ctr -l d2p.dev/run=true` finds them. */
+export const RUN_LABEL = 'd2p.dev/run';
+
+// ------------------------------------------------------------------------------ parsing
+
+/** -p [IP:][HOST:]CONTAINER[/PROTO] as docker/go-connections nat.ParsePortSpec; ranges expand. */
+export function parsePublish(spec: string): PortMapping[] {
+  const fail = (why: string): never => {
+    throw new CliError(`-p ${JSON.stringify(spec)}: ${why} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp])`, { code: 'D2P_USAGE' });
+  };
+  const slash = spec.indexOf('/');
+  const protocol = slash < 0 ? 'tcp' : spec.slice(slash + 1).toLowerCase();
+  if (protocol !== 'tcp' && protocol !== 'udp') fail(`unsupported protocol ${JSON.stringify(protocol)}`);
+  const body = slash < 0 ? spec : spec.slice(0, slash);
+  const parts = body.split(':');
+  const containerText = parts[parts.length - 1];
+  const hostText = parts.length >= 2 ? parts[parts.length - 2] : '';
+  let ip = parts.length >= 3 ? parts.slice(0, -2).join(':') : '';
+  if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+  if (ip !== '' && isIP(ip) === 0) fail(`invalid IP address ${JSON.stringify(ip)}`);
+  const range = (text: string, what: string): [number, number] => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(text);
+    const start = m ? Number(m[1]) : NaN;
+    const end = m?.[2] !== undefined ? Number(m[2]) : start;
+    if (!m || start < 1 || end > 65535 || end < start) return fail(`invalid ${what} ${JSON.stringify(text)}`);
+    return [start, end];
+  };
+  const [cStart, cEnd] = range(containerText, 'container port');
+  const host = hostText === '' ? undefined : range(hostText, 'host port');
+  if (host && host[1] - host[0] !== cEnd - cStart) fail('the host and container port ranges have different lengths');
+  const out: PortMapping[] = [];
+  for (let i = 0; i <= cEnd - cStart; i++) {
+    const mapping: PortMapping = { containerPort: cStart + i, protocol: protocol as 'tcp' | 'udp' };
+    if (host) mapping.hostPort = host[0] + i;
+    if (ip !== '') mapping.hostIP = ip;
+    out.push(mapping);
+  }
+  return out;
+}
+
+const PROPAGATIONS = ['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave'];
+
+/**
+ * -v as docker run reads it: SRC:DST[:OPTS] where a SRC starting with "/", "." or "~" is a
+ * host path (relative ones against the current directory, as compose does) and anything
+ * else names a volume; a lone DST is an anonymous volume. OPTS: ro, rw, nocopy, z/Z
+ * (SELinux relabelling: nothing to do without SELinux) and a propagation mode.
+ */
+export function parseVolumeFlag(spec: string, cwd: string): Mount {
+  const fail = (why: string): never => {
+    throw new CliError(`-v ${JSON.stringify(spec)}: ${why} (expected [SOURCE:]TARGET[:ro])`, { code: 'D2P_USAGE' });
+  };
+  const parts = spec.split(':');
+  if (parts.some((p) => p === '') || parts.length > 3) fail('malformed');
+  const [source, target, options] = parts.length === 1 ? [undefined, parts[0], ''] : [parts[0], parts[1], parts[2] ?? ''];
+  if (!target.startsWith('/')) fail(`the target ${JSON.stringify(target)} must be an absolute path`);
+  const mount: Mount = { type: 'volume', target };
+  if (source !== undefined) {
+    if (/^[/.~]/.test(source)) {
+      mount.type = 'bind';
+      mount.source = source.startsWith('~') ? path.join(os.homedir(), source.slice(1)) : path.resolve(cwd, source);
+    } else {
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(source)) fail(`invalid volume name ${JSON.stringify(source)}`);
+      mount.source = source;
+    }
+  }
+  for (const option of options === '' ? [] : options.split(',')) {
+    if (option === 'ro') mount.readOnly = true;
+    else if (option === 'rw') mount.readOnly = false;
+    else if (option === 'nocopy' && mount.type === 'volume') mount.volume = { nocopy: true };
+    else if (option === 'z' || option === 'Z') continue;
+    else if (PROPAGATIONS.includes(option) && mount.type === 'bind') mount.bind = { propagation: option as NonNullable<Mount['bind']>['propagation'] };
+    else fail(`unknown option ${JSON.stringify(option)}`);
+  }
+  return mount;
+}
+
+/** --restart no|always|unless-stopped|on-failure[:N] */
+export function parseRestart(text: string): { restartPolicy: RestartPolicy; maxRetries?: number } {
+  const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(text);
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) {
+    throw new CliError(`--restart ${JSON.stringify(text)}: expected no, always, unless-stopped or on-failure[:max-retries]`, { code: 'D2P_USAGE' });
+  }
+  return m[2] === undefined ? { restartPolicy: m[1] as RestartPolicy } : { restartPolicy: 'on-failure', maxRetries: Number(m[2]) };
+}
+
+// A small part of moby's pkg/namesgenerator lists: docker's random names read "focused_turing".
+const ADJECTIVES = [
+  'admiring', 'agitated', 'amazing', 'awesome', 'blissful', 'bold', 'brave', 'charming', 'clever', 'compassionate',
+  'competent', 'confident', 'cool', 'dazzling', 'determined', 'eager', 'ecstatic', 'elegant', 'epic', 'festive',
+  'focused', 'friendly', 'gallant', 'gifted', 'goofy', 'gracious', 'happy', 'hopeful', 'inspiring', 'jolly',
+  'keen', 'kind', 'laughing', 'loving', 'lucid', 'magical', 'modest', 'nifty', 'nostalgic', 'optimistic',
+  'peaceful', 'pensive', 'practical', 'quirky', 'relaxed', 'serene', 'sharp', 'stoic', 'sweet', 'tender',
+  'trusting', 'upbeat', 'vibrant', 'vigilant', 'wizardly', 'wonderful', 'youthful', 'zealous', 'zen',
+];
+const SURNAMES = [
+  'agnesi', 'albattani', 'archimedes', 'babbage', 'bardeen', 'bartik', 'bell', 'bhabha', 'blackwell', 'bohr',
+  'booth', 'cannon', 'carson', 'curie', 'darwin', 'dijkstra', 'einstein', 'euclid', 'euler', 'fermat',
+  'feynman', 'franklin', 'galileo', 'goldberg', 'goodall', 'hamilton', 'hawking', 'hopper', 'hypatia', 'johnson',
+  'kepler', 'knuth', 'lamport', 'leakey', 'lovelace', 'mayer', 'mcclintock', 'meitner', 'mendel', 'morse',
+  'newton', 'noether', 'pascal', 'pasteur', 'ramanujan', 'ritchie', 'shannon', 'sinoussi', 'thompson', 'tesla',
+  'torvalds', 'turing', 'wilson', 'wozniak', 'wright', 'yalow', 'yonath',
+];
+
+/** adjective_surname, never "boring_wozniak" (moby's one exception, kept for the joke's sake). */
+export function generateName(random: () => number = Math.random): string {
+  for (;;) {
+    const name = `${ADJECTIVES[Math.floor(random() * ADJECTIVES.length)]}_${SURNAMES[Math.floor(random() * SURNAMES.length)]}`;
+    if (name !== 'boring_wozniak') return name;
+  }
+}
+
+export interface RunObjects {
+  image: Image;
+  container: Container;
+  /** Named volumes -v refers to, created when missing (docker creates them on first use). */
+  volumes: Volume[];
+}
+
+/** The objects `d2p run` creates, from its flags alone. */
+export function buildRunObjects(flags: RunFlags, opts: { cwd: string; env?: Record<string, string | undefined>; name: string }): RunObjects {
+  if (flags.image === '') throw new CliError('run needs an image: d2p run IMAGE [CMD…]', { code: 'D2P_USAGE' });
+  const spec: ContainerSpec = { image: flags.image };
+  if (flags.entrypoint !== undefined) spec.entrypoint = flags.entrypoint === '' ? [] : [flags.entrypoint];
+  if (flags.command && flags.command.length > 0) spec.command = flags.command;
+  const env = parseEnvFlags(flags.env ?? [], opts.env);
+  if (env.length > 0) spec.env = env;
+  const mounts = (flags.volume ?? []).map((v) => parseVolumeFlag(v, opts.cwd));
+  if (mounts.length > 0) spec.mounts = mounts;
+  const ports = (flags.publish ?? []).flatMap(parsePublish);
+  if (ports.length > 0) spec.ports = ports;
+  if (flags.workdir !== undefined) {
+    if (!flags.workdir.startsWith('/')) throw new CliError(`-w ${JSON.stringify(flags.workdir)}: the working directory must be an absolute path`, { code: 'D2P_USAGE' });
+    spec.workingDir = flags.workdir;
+  }
+  if (flags.user !== undefined) spec.user = flags.user;
+  if (flags.hostname !== undefined) spec.hostname = flags.hostname;
+  if (flags.init) spec.init = true;
+  Object.assign(spec, parseRestart(flags.restart ?? 'no'));
+  if (flags.rm && spec.restartPolicy !== 'no') {
+    throw new CliError('conflicting options: cannot specify both --restart and --rm', { code: 'D2P_USAGE' });
+  }
+  const labels = { [RUN_LABEL]: 'true' };
+  const container: Container = { apiVersion: API_VERSION, kind: 'Container', metadata: { name: opts.name, namespace: DEFAULT_NAMESPACE, labels }, spec };
+  const image: Image = {
+    apiVersion: API_VERSION,
+    kind: 'Image',
+    metadata: { name: imageObjectName(flags.image), namespace: DEFAULT_NAMESPACE, labels },
+    spec: { ref: flags.image, pullPolicy: 'IfNotPresent' },
+  };
+  const volumes: Volume[] = mounts
+    .filter((m) => m.type === 'volume' && m.source !== undefined)
+    .map((m) => ({ apiVersion: API_VERSION, kind: 'Volume', metadata: { name: m.source!, namespace: DEFAULT_NAMESPACE }, spec: {} }));
+  return { image, container, volumes };
+}
+
+function checkName(name: string): void {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(name)) {
+    throw new CliError(`--name ${JSON.stringify(name)}: invalid container name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`, { code: 'D2P_USAGE' });
+  }
+}
+
+// ------------------------------------------------------------------------------ command
+
+/** docker run's own failures (the container could not be created or started) exit with 125. */
+export const EXIT_RUN_FAILED = 125;
+const START_TIMEOUT_MS = 5 * 60_000;
+const REMOVE_TIMEOUT_MS = 60_000;
+
+export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise<number> {
+  if (opts.tty) throw new CliError(TTY_UNSUPPORTED, { code: 'D2P_TTY_UNSUPPORTED', exitCode: EXIT_RUN_FAILED });
+  if (opts.interactive) {
+    throw new CliError('-i is not supported yet: containers started by d2p run have no stdin to attach to', { code: 'D2P_STDIN_UNSUPPORTED', exitCode: EXIT_RUN_FAILED });
+  }
+  if (opts.name !== undefined) checkName(opts.name);
+  const cwd = opts.cwd ?? process.cwd();
+  const generated = opts.name === undefined;
+  const planned = buildRunObjects(opts, { cwd, name: opts.name ?? generateName(opts.random) });
+  const client = await ctx.client();
+  await createIfMissing(client, planned.image);
+  for (const volume of planned.volumes) await createIfMissing(client, volume);
+  const container = await createContainer(client, planned.container, generated, opts.random);
+  if (opts.detach) {
+    ctx.io.stdout.write(`${container.metadata.name}\n`);
+    return 0;
+  }
+  const interrupt = interruptSignal(opts.signal);
+  try {
+    return await attach(client, container, ctx, interrupt.signal);
+  } finally {
+    interrupt.dispose();
+    if (opts.rm) await removeContainer(client, container, REMOVE_TIMEOUT_MS);
+  }
+}
+
+async function createIfMissing(client: Client, obj: Image | Volume): Promise<void> {
+  try {
+    await client.for(obj.kind).create(obj);
+  } catch (err) {
+    if (!isApiError(err, 'AlreadyExists')) throw err;
+  }
+}
+
+/** Creates the container; a generated name that is taken is drawn again, a chosen one is an error. */
+async function createContainer(client: Client, container: Container, generated: boolean, random?: () => number): Promise<Container> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await client.containers.create(container);
+    } catch (err) {
+      if (!isApiError(err, 'AlreadyExists')) throw err;
+      if (!generated || attempt >= 10) {
+        throw new CliError(`the container name "${container.metadata.name}" is already in use; remove it (d2p rm ${container.metadata.name}) or choose another --name`, {
+          code: 'D2P_NAME_IN_USE',
+          exitCode: EXIT_RUN_FAILED,
+        });
+      }
+      container = { ...container, metadata: { ...container.metadata, name: generateName(random) } };
+    }
+  }
+}
+
+/** A container that is done: exited for good, or failed before it ever ran. */
+function isFinished(c: Container | undefined): boolean {
+  if (c === undefined) return true;
+  const phase = c.status?.phase;
+  return phase === 'Failed' || (phase === 'Exited' && c.status?.finishedAt !== undefined);
+}
+
+/**
+ * Prints the container's stdout and stderr as they come (each to ours, as docker run
+ * attaches them) until it has finished, then returns its exit code. Ctrl-C stops it
+ * (desired state "stopped"), and the exit code is then the one it stopped with.
+ */
+async function attach(client: Client, container: Container, ctx: CommandContext, signal: AbortSignal): Promise<number> {
+  const printer = new PrefixedPrinter(ctx.io.stdout, { colour: false, timestamps: false, prefix: false, stderr: ctx.io.stderr });
+  const follower = new ProjectFollower(ctx.paths.containers, printer);
+  follower.addNew([container]);
+  let stopping = false;
+  let last: Container | undefined = container;
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    follower.pollOnce();
+    last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
+    if (isFinished(last)) break;
+    if (last?.status?.startedAt === undefined) await checkImage(client, container);
+    if (signal.aborted && !stopping) {
+      stopping = true;
+      await setDesiredState(client, last!, 'stopped');
+    }
+    if (last?.status?.phase !== 'Running' && last?.status?.startedAt === undefined && Date.now() > deadline) {
+      throw new CliError(`container ${container.metadata.name} did not start within ${START_TIMEOUT_MS / 1000}s (phase ${last?.status?.phase ?? 'Pending'})`, {
+        code: 'D2P_TIMEOUT',
+        exitCode: EXIT_RUN_FAILED,
+      });
+    }
+    await sleep(100);
+  }
+  follower.pollOnce();
+  return exitCodeOf(container.metadata.name, last, ctx);
+}
+
+/** A pull that failed will not heal by waiting: say so instead of waiting for the deadline. */
+async function checkImage(client: Client, container: Container): Promise<void> {
+  const name = imageObjectName(container.spec!.image);
+  const image = await client.images.get(DEFAULT_NAMESPACE, name).catch((err: unknown) => {
+    if (isApiError(err, 'NotFound')) return undefined;
+    throw err;
+  });
+  if (image?.status?.phase !== 'Failed') return;
+  const why = image.status.conditions?.find((c) => c.status === 'False' && c.message)?.message ?? 'no reason recorded';
+  throw new CliError(`Unable to find image '${container.spec!.image}': ${why}`, { code: 'D2P_IMAGE_FAILED', exitCode: EXIT_RUN_FAILED });
+}
+
+function exitCodeOf(name: string, c: Container | undefined, ctx: CommandContext): number {
+  if (c === undefined) throw new CliError(`container ${name} was removed while it ran`, { code: 'D2P_GONE', exitCode: EXIT_RUN_FAILED });
+  if (c.status?.phase === 'Failed' && c.status.startedAt === undefined) {
+    const ready = c.status.conditions?.find((cond) => cond.status === 'False' && cond.message);
+    const why = c.status.message ?? ready?.message ?? 'no reason recorded';
+    ctx.io.stderr.write(`d2p: error: container ${name} could not start: ${why}\n`);
+    return EXIT_RUN_FAILED;
+  }
+  return c.status?.exitCode ?? 0;
+}

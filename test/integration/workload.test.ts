@@ -1,0 +1,347 @@
+// The Compose commands end to end: a daemon in-process with the real controllers, the real
+// runtime and shim, an image imported into the ImageStore from a locally built OCI layout
+// (hack/test-images/lib.js, no registry), and the command functions called as the CLI
+// calls them. Checked against the machine: pids in /proc, processes gone after down.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+import type { Container } from '../../src/api/types';
+import { downCommand } from '../../src/cli/commands/down';
+import { execCommand } from '../../src/cli/commands/exec';
+import { lifecycleCommand } from '../../src/cli/commands/lifecycle';
+import { logsCommand } from '../../src/cli/commands/logs';
+import { psCommand } from '../../src/cli/commands/ps';
+import { runCommand } from '../../src/cli/commands/run';
+import { statsCommand } from '../../src/cli/commands/stats';
+import { topCommand } from '../../src/cli/commands/top';
+import { upCommand } from '../../src/cli/commands/up';
+import { connect } from '../../src/cli/connect';
+import { createContext, type CommandContext } from '../../src/cli/context';
+import { CliError, StringWriter } from '../../src/cli/io';
+import { createClient } from '../../src/client/index';
+import type { Client } from '../../src/client/types';
+import { ImageStore, importOciLayout } from '../../src/images/index';
+import { CgroupManager } from '../../src/runtime/index';
+import { runDaemon, type Daemon } from '../../src/server/daemon';
+import { startControllers } from '../../controllers/index';
+import { requireSandbox } from '../helpers/sandbox-guard';
+
+requireSandbox('workload command integration tests');
+
+const fixtures = require('../../hack/test-images/lib.js') as {
+  tarArchive(entries: object[]): Buffer;
+  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
+  writeLayoutIndex(dir: string, named: Record<string, object>): void;
+};
+
+const IMAGE = 'd2p.test/workload:1';
+const PROJECT = 'wl';
+const BUSYBOX = '/usr/bin/busybox';
+
+let tmp: string;
+let daemon: Daemon;
+let client: Client;
+let cgroupParent: string;
+let projectDir: string;
+const previousCgroupParent = process.env.D2P_CGROUP_PARENT;
+
+function busyboxLayer(): Buffer {
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  return fixtures.tarArchive([
+    { path: 'bin/', type: 'dir' },
+    { path: 'bin/busybox', type: 'file', mode: 0o755, content: fs.readFileSync(BUSYBOX) },
+    ...applets.map((a) => ({ path: `bin/${a}`, type: 'symlink', linkpath: 'busybox' })),
+    { path: 'etc/', type: 'dir' },
+    { path: 'etc/passwd', type: 'file', content: 'root:x:0:0:root:/root:/bin/sh\n' },
+    { path: 'etc/group', type: 'file', content: 'root:x:0:\n' },
+    { path: 'tmp/', type: 'dir', mode: 0o1777 },
+    { path: 'data/', type: 'dir' },
+    { path: 'proc/', type: 'dir' },
+    { path: 'sys/', type: 'dir' },
+    { path: 'dev/', type: 'dir' },
+  ]);
+}
+
+async function importTestImage(imagesDir: string): Promise<void> {
+  const layout = path.join(tmp, 'layout');
+  fs.mkdirSync(layout, { recursive: true });
+  const desc = fixtures.addImage(layout, [busyboxLayer()], { config: { Env: ['PATH=/bin'], Cmd: ['sleep', '1000'] } });
+  fixtures.writeLayoutIndex(layout, { [IMAGE]: desc });
+  const store = await ImageStore.open(imagesDir);
+  await importOciLayout(store, layout);
+}
+
+// sleep as PID 1 ignores SIGTERM (no handler, kernel rule for a namespace's init), so the
+// short grace period keeps stops quick.
+const COMPOSE = `
+name: ${PROJECT}
+services:
+  db:
+    image: ${IMAGE}
+    command: ["sh", "-c", "echo db ready; exec sleep 1000"]
+    stop_grace_period: 500ms
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 200ms
+      start_interval: 100ms
+  web:
+    image: ${IMAGE}
+    command: ["sh", "-c", "echo web started; exec sleep 1000"]
+    stop_grace_period: 500ms
+    depends_on:
+      db:
+        condition: service_healthy
+  worker:
+    image: ${IMAGE}
+    command: ["sh", "-c", "echo worker on $$HOSTNAME; exec sleep 1000"]
+    stop_grace_period: 500ms
+    deploy:
+      replicas: 2
+    volumes:
+      - data:/data
+volumes:
+  data: {}
+`;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-workload-it-'));
+  cgroupParent = `d2p-wl-test-${process.pid}`;
+  // The CLI opens the runtime with the daemon's cgroup parent (exec, kill, stats).
+  process.env.D2P_CGROUP_PARENT = cgroupParent;
+  const root = path.join(tmp, 'root');
+  await importTestImage(path.join(root, 'images'));
+  daemon = await runDaemon({
+    root,
+    socket: path.join(tmp, 'd2p.sock'),
+    handleSignals: false,
+    log: () => undefined,
+    startControllers: ({ client: c, paths }) =>
+      startControllers({
+        client: c,
+        paths,
+        containerCgroupParent: cgroupParent,
+        logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: function () { return this; } } as never,
+        tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } },
+      }),
+  });
+  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
+  projectDir = path.join(tmp, 'project');
+  fs.mkdirSync(projectDir);
+  fs.writeFileSync(path.join(projectDir, 'compose.yaml'), COMPOSE);
+});
+
+afterAll(async () => {
+  const errors: unknown[] = [];
+  try {
+    if (client) {
+      for (const ns of [PROJECT, 'default']) {
+        for (const s of (await client.services.list({ namespace: ns })).items) await client.services.delete(ns, s.metadata.name);
+        for (const c of (await client.containers.list({ namespace: ns })).items) await client.containers.delete(ns, c.metadata.name);
+      }
+      await vi.waitFor(async () => expect((await client.containers.list({})).items).toEqual([]), { timeout: 30_000 });
+    }
+  } catch (e) {
+    errors.push(e);
+  }
+  for (const step of [() => client?.close(), () => daemon?.stop()]) {
+    try {
+      await step();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  try {
+    new CgroupManager({ parent: cgroupParent }).removeParent();
+  } catch (e) {
+    errors.push(e);
+  }
+  if (previousCgroupParent === undefined) delete process.env.D2P_CGROUP_PARENT;
+  else process.env.D2P_CGROUP_PARENT = previousCgroupParent;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  if (errors.length) throw errors[0];
+});
+
+interface Captured {
+  ctx: CommandContext;
+  out: StringWriter;
+  err: StringWriter;
+}
+
+function cli(): Captured {
+  const out = new StringWriter();
+  const err = new StringWriter();
+  const ctx = createContext({ root: daemon.paths.root, socket: daemon.paths.socket }, { stdout: out, stderr: err }, { startDaemon: false, connect });
+  return { ctx, out, err };
+}
+
+/** Runs one command as main() would: its status (a CliError's exit code), its output, and the context closed after. */
+async function call<O>(command: (opts: O, ctx: CommandContext) => Promise<number>, opts: O): Promise<{ status: number; out: string; err: string }> {
+  const c = cli();
+  try {
+    const status = await command(opts, c.ctx);
+    return { status, out: c.out.toString(), err: c.err.toString() };
+  } catch (error) {
+    if (!(error instanceof CliError)) throw error;
+    return { status: error.exitCode, out: c.out.toString(), err: c.err.toString() + (error.message ? `error: ${error.message}\n` : '') };
+  } finally {
+    await c.ctx.close();
+  }
+}
+
+const project = { cwd: '/', projectName: PROJECT };
+
+function alive(pid: number): boolean {
+  return fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+}
+
+async function psJson(all = false): Promise<{ Name: string; Service: string; State: string; Status: string; Pid: number; ExitCode: number }[]> {
+  const { out } = await call(psCommand, { ...project, all, format: 'json' });
+  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+describe('Compose commands on the real runtime', () => {
+  const pidsSeen: number[] = [];
+
+  it('up -d --wait brings up a healthchecked service, its dependent and two replicas; ps agrees with /proc', async () => {
+    const up = await call(upCommand, { cwd: projectDir, detach: true, wait: true, waitTimeout: '60' });
+    expect(up.status).toBe(0);
+    expect(up.out).toContain('service/web created');
+    const rows = await psJson();
+    expect(rows.map((r) => r.Name)).toEqual(['wl-db-1', 'wl-web-1', 'wl-worker-1', 'wl-worker-2']);
+    for (const row of rows) {
+      expect(row.State).toBe('running');
+      expect(alive(row.Pid)).toBe(true);
+      expect(fs.readFileSync(`/proc/${row.Pid}/cmdline`, 'utf8').split('\0')).toContain('sleep');
+      pidsSeen.push(row.Pid);
+    }
+    expect(rows.find((r) => r.Service === 'db')!.Status).toMatch(/^Up .* \(healthy\)$/);
+    // The table, from the Compose file of the current directory (no -p).
+    const table = await call(psCommand, { cwd: projectDir });
+    expect(table.out.split('\n')[0]).toMatch(/^NAME\s+IMAGE\s+COMMAND\s+SERVICE\s+CREATED\s+STATUS\s+PORTS$/);
+    expect(table.out).toMatch(/wl-web-1\s+d2p\.test\/workload:1\s+"sh -c echo web start…"\s+web\s+/);
+  });
+
+  it('logs shows every container, prefixed and filtered by service and --tail', async () => {
+    await vi.waitFor(async () => {
+      const { out } = await call(logsCommand, project);
+      expect(out).toMatch(/^db-1\s+\| db ready$/m);
+      expect(out).toMatch(/^web-1\s+\| web started$/m);
+      expect(out).toMatch(/^worker-1\s+\| worker on \S+$/m);
+      expect(out).toMatch(/^worker-2\s+\| worker on \S+$/m);
+    }, { timeout: 10_000, interval: 100 });
+    const onlyWeb = await call(logsCommand, { ...project, services: ['web'], timestamps: true });
+    expect(onlyWeb.out).toMatch(/^web-1\s+\| \d{4}-\d{2}-\d{2}T\S+Z web started\n$/);
+    expect((await call(logsCommand, { ...project, tail: '0' })).out).toBe('');
+    expect(await call(logsCommand, { ...project, services: ['nosuch'] })).toMatchObject({ status: 1, err: 'error: no such service: nosuch (project wl)\n' });
+  });
+
+  it('exec passes exit codes and output through, by service, replica index or container name', async () => {
+    expect(await call(execCommand, { ...project, target: 'web', command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] })).toEqual({ status: 3, out: 'out\n', err: 'err\n' });
+    expect((await call(execCommand, { ...project, target: 'worker', index: '2', command: ['touch', '/tmp/mark'] })).status).toBe(0);
+    expect((await call(execCommand, { ...project, target: 'wl-worker-2', command: ['test', '-e', '/tmp/mark'] })).status).toBe(0);
+    expect((await call(execCommand, { ...project, target: 'worker', command: ['test', '-e', '/tmp/mark'] })).status).toBe(1);
+    expect(await call(execCommand, { ...project, target: 'worker', index: '3', command: ['true'] })).toMatchObject({ status: 1, err: 'error: service "worker" has no container #3\n' });
+    expect((await call(execCommand, { cwd: '/', target: 'wl-db-1', command: ['true'] })).status).toBe(0);
+    expect((await call(execCommand, { ...project, target: 'web', stdin: Buffer.from('piped\n'), command: ['cat'] })).out).toBe('piped\n');
+  });
+
+  it('top lists the container processes from its cgroup; stats reads its cgroup', async () => {
+    await call(execCommand, { ...project, target: 'web', command: ['sh', '-c', 'sleep 30 >/dev/null 2>&1 & exit 0'] });
+    const top = await call(topCommand, { ...project, targets: ['web'] });
+    expect(top.out.split('\n')[0]).toMatch(/^UID\s+PID\s+PPID\s+TIME\s+CMD$/);
+    expect(top.out).toMatch(/root\s+\d+\s+\d+\s+\d\d:\d\d:\d\d\s+sleep 1000/);
+    expect(top.out).toMatch(/sleep 30/);
+    const stats = await call(statsCommand, { ...project, noStream: true });
+    const lines = stats.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+NET I\/O\s+BLOCK I\/O\s+PIDS$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['wl-db-1', 'wl-web-1', 'wl-worker-1', 'wl-worker-2']);
+    expect(lines.find((l) => l.startsWith('wl-web-1'))).toMatch(/\d+\.\d\d%\s+[\d.]+\w?i?B \/ [\d.]+\w?i?B\s+\d+\.\d\d%.*\s[2-9]$/);
+  });
+
+  it('stop and start a service; logs -f follows the container across the restart', async () => {
+    const abort = new AbortController();
+    const followed = cli();
+    // Settled into a value at once, so a failure is reported by the await below and never unhandled meanwhile.
+    const following = logsCommand({ ...project, services: ['web'], follow: true, signal: abort.signal }, followed.ctx).then(
+      (status) => ({ status, error: undefined as unknown }),
+      (error: unknown) => ({ status: -1, error }),
+    );
+    try {
+      const webPid = (await psJson()).find((r) => r.Service === 'web')!.Pid;
+      expect((await call(lifecycleCommand, { ...project, action: 'stop', targets: ['web'] })).out).toBe('wl-web-1\n');
+      const stopped = (await psJson(true)).find((r) => r.Service === 'web')!;
+      expect(stopped.State).toBe('exited');
+      expect(stopped.Status).toMatch(/^Exited \(\d+\) /);
+      expect(alive(webPid)).toBe(false);
+      expect((await psJson()).map((r) => r.Service)).not.toContain('web');
+      expect((await call(lifecycleCommand, { ...project, action: 'start', targets: ['web'] })).status).toBe(0);
+      const restarted = (await psJson()).find((r) => r.Service === 'web')!;
+      expect(restarted.State).toBe('running');
+      expect(restarted.Pid).not.toBe(webPid);
+      expect(alive(restarted.Pid)).toBe(true);
+      pidsSeen.push(restarted.Pid);
+      await vi.waitFor(() => expect(followed.out.toString().match(/web started/g)).toHaveLength(2), { timeout: 10_000, interval: 100 });
+    } finally {
+      abort.abort();
+      const ended = await following;
+      await followed.ctx.close();
+      if (ended.error) throw ended.error;
+      expect(ended.status).toBe(0);
+    }
+  });
+
+  it('run --rm streams stdout and stderr apart, exits with the exit code and leaves nothing', async () => {
+    const result = await call(runCommand, { image: IMAGE, command: ['sh', '-c', 'echo out; echo err >&2; exit 7'], rm: true, name: 'once' });
+    expect(result).toEqual({ status: 7, out: 'out\n', err: 'err\n' });
+    expect((await client.containers.list({ namespace: 'default' })).items).toEqual([]);
+    const detached = await call(runCommand, { image: IMAGE, command: ['sleep', '1000'], detach: true, random: () => 0 });
+    expect(detached.out).toBe('admiring_agnesi\n');
+    await vi.waitFor(async () => expect((await client.containers.get('default', 'admiring_agnesi')).status?.phase).toBe('Running'), { timeout: 20_000 });
+    const pid = (await client.containers.get('default', 'admiring_agnesi')).status!.pid!;
+    const refused = await call(lifecycleCommand, { cwd: '/', action: 'rm', targets: ['admiring_agnesi'] });
+    expect(refused.status).toBe(1);
+    expect(refused.err).toMatch(/admiring_agnesi: cannot remove container: container is running/);
+    expect((await call(lifecycleCommand, { cwd: '/', action: 'rm', force: true, targets: ['admiring_agnesi'] })).status).toBe(0);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('up attached prints prefixed logs and, on Ctrl-C, stops the project and exits 130', async () => {
+    const abort = new AbortController();
+    const attached = cli();
+    const running = upCommand({ cwd: projectDir, signal: abort.signal }, attached.ctx).then(
+      (status) => ({ status, error: undefined as unknown }),
+      (error: unknown) => ({ status: -1, error }),
+    );
+    try {
+      await vi.waitFor(() => expect(attached.out.toString()).toMatch(/^worker-2\s+\| worker on \S+$/m), { timeout: 20_000, interval: 100 });
+      expect(attached.out.toString()).toMatch(/^web-1\s+\| web started$/m);
+    } finally {
+      abort.abort();
+    }
+    const ended = await running;
+    await attached.ctx.close();
+    if (ended.error) throw ended.error;
+    expect(ended.status).toBe(130);
+    expect(attached.err.toString()).toContain('Gracefully stopping...');
+    const rows = await psJson(true);
+    expect(rows.map((r) => r.State)).toEqual(['exited', 'exited', 'exited', 'exited']);
+    expect((await psJson()).length).toBe(0);
+  });
+
+  it('down -v removes containers, networks and volumes, and no process is left', async () => {
+    const down = await call(downCommand, { ...project, volumes: true });
+    expect(down.status).toBe(0);
+    for (const name of ['wl-db-1', 'wl-web-1', 'wl-worker-1', 'wl-worker-2']) expect(down.out).toContain(` ✔ Container ${name}  Removed\n`);
+    expect(down.out).toContain(' ✔ Volume wl_data  Removed\n');
+    for (const kind of ['Service', 'Container', 'Network', 'Volume'] as const) {
+      expect((await client.for(kind).list({ namespace: PROJECT })).items).toEqual([]);
+    }
+    for (const pid of pidsSeen) expect(alive(pid)).toBe(false);
+    expect(fs.existsSync(path.join(daemon.paths.volumes, PROJECT, 'wl_data'))).toBe(false);
+    const leftover = (await client.containers.list({})).items as Container[];
+    expect(leftover).toEqual([]);
+  });
+});
