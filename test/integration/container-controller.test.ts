@@ -1,7 +1,6 @@
 // The Container controller end to end: a daemon in-process (store, API server, manager
 // with the real controllers), the real Runtime and d2p-shim, and an image imported into the
 // ImageStore from an OCI layout built locally (hack/test-images/lib.js), no registry.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,46 +10,23 @@ import type { EventObject } from '../../src/api/meta';
 import type { Container, ContainerSpec } from '../../src/api/types';
 import { createClient } from '../../src/client/index';
 import type { Client } from '../../src/client/types';
-import { ImageStore, importOciLayout } from '../../src/images/index';
 import { CgroupManager } from '../../src/runtime/index';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
 import { startControllers } from '../../controllers/index';
 import { containerId } from '../../controllers/container';
 import { createJsonLogger } from '../../controllers/logger';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { fixtures, importTestImage } from '../helpers/test-image';
 
 requireSandbox('container controller integration tests');
 
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
-
 const IMAGE = 'd2p.test/box:1';
 const NS = 'itest';
-const BUSYBOX = '/usr/bin/busybox';
 
 let tmp: string;
 let daemon: Daemon;
 let client: Client;
 let cgroupParent: string;
-
-function busyboxLayer(): Buffer {
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
-  return fixtures.tarArchive([
-    { path: 'bin/', type: 'dir' },
-    { path: 'bin/busybox', type: 'file', mode: 0o755, content: fs.readFileSync(BUSYBOX) },
-    ...applets.map((a) => ({ path: `bin/${a}`, type: 'symlink', linkpath: 'busybox' })),
-    { path: 'etc/', type: 'dir' },
-    { path: 'etc/passwd', type: 'file', content: 'root:x:0:0:root:/root:/bin/sh\n' },
-    { path: 'etc/group', type: 'file', content: 'root:x:0:\n' },
-    { path: 'tmp/', type: 'dir', mode: 0o1777 },
-    { path: 'proc/', type: 'dir' },
-    { path: 'sys/', type: 'dir' },
-    { path: 'dev/', type: 'dir' },
-  ]);
-}
 
 function contentLayer(): Buffer {
   return fixtures.tarArchive([
@@ -60,20 +36,11 @@ function contentLayer(): Buffer {
   ]);
 }
 
-async function importTestImage(imagesDir: string): Promise<void> {
-  const layout = path.join(tmp, 'layout');
-  fs.mkdirSync(layout, { recursive: true });
-  const desc = fixtures.addImage(layout, [busyboxLayer(), contentLayer()], { config: { Env: ['PATH=/bin'], Cmd: ['sleep', '1000'] } });
-  fixtures.writeLayoutIndex(layout, { [IMAGE]: desc });
-  const store = await ImageStore.open(imagesDir);
-  await importOciLayout(store, layout);
-}
-
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-ctrl-it-'));
   cgroupParent = `d2p-ctl-test-${process.pid}`;
   const root = path.join(tmp, 'root');
-  await importTestImage(path.join(root, 'images'));
+  await importTestImage({ imagesDir: path.join(root, 'images'), workDir: tmp, ref: IMAGE, extraLayers: [contentLayer()] });
   daemon = await runDaemon({
     root,
     socket: path.join(tmp, 'd2p.sock'),
@@ -190,9 +157,12 @@ describe('Container controller (real runtime)', () => {
       const good = await get('good');
       expect(good.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
     });
-    const bad = await get('bad');
-    expect(bad.status?.phase).toBe('Running');
-    expect(bad.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unhealthy' });
+    // The prober writes health; the Ready condition follows on the next reconcile.
+    await vi.waitFor(async () => {
+      const bad = await get('bad');
+      expect(bad.status?.phase).toBe('Running');
+      expect(bad.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unhealthy' });
+    }, { timeout: 20_000, interval: 50 });
     expect((await events('bad')).map((e) => e.reason)).toContain('Unhealthy');
     await deleteAndWait('good');
     await deleteAndWait('bad');

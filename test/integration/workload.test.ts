@@ -2,7 +2,6 @@
 // runtime and shim, an image imported into the ImageStore from a locally built OCI layout
 // (hack/test-images/lib.js, no registry), and the command functions called as the CLI
 // calls them. Checked against the machine: pids in /proc, processes gone after down.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,23 +22,16 @@ import { createContext, type CommandContext } from '../../src/cli/context';
 import { CliError, StringWriter } from '../../src/cli/io';
 import { createClient } from '../../src/client/index';
 import type { Client } from '../../src/client/types';
-import { ImageStore, importOciLayout } from '../../src/images/index';
 import { CgroupManager } from '../../src/runtime/index';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
 import { startControllers } from '../../controllers/index';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { importTestImage } from '../helpers/test-image';
 
 requireSandbox('workload command integration tests');
 
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
-
 const IMAGE = 'd2p.test/workload:1';
 const PROJECT = 'wl';
-const BUSYBOX = '/usr/bin/busybox';
 
 let tmp: string;
 let daemon: Daemon;
@@ -47,32 +39,6 @@ let client: Client;
 let cgroupParent: string;
 let projectDir: string;
 const previousCgroupParent = process.env.D2P_CGROUP_PARENT;
-
-function busyboxLayer(): Buffer {
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
-  return fixtures.tarArchive([
-    { path: 'bin/', type: 'dir' },
-    { path: 'bin/busybox', type: 'file', mode: 0o755, content: fs.readFileSync(BUSYBOX) },
-    ...applets.map((a) => ({ path: `bin/${a}`, type: 'symlink', linkpath: 'busybox' })),
-    { path: 'etc/', type: 'dir' },
-    { path: 'etc/passwd', type: 'file', content: 'root:x:0:0:root:/root:/bin/sh\n' },
-    { path: 'etc/group', type: 'file', content: 'root:x:0:\n' },
-    { path: 'tmp/', type: 'dir', mode: 0o1777 },
-    { path: 'data/', type: 'dir' },
-    { path: 'proc/', type: 'dir' },
-    { path: 'sys/', type: 'dir' },
-    { path: 'dev/', type: 'dir' },
-  ]);
-}
-
-async function importTestImage(imagesDir: string): Promise<void> {
-  const layout = path.join(tmp, 'layout');
-  fs.mkdirSync(layout, { recursive: true });
-  const desc = fixtures.addImage(layout, [busyboxLayer()], { config: { Env: ['PATH=/bin'], Cmd: ['sleep', '1000'] } });
-  fixtures.writeLayoutIndex(layout, { [IMAGE]: desc });
-  const store = await ImageStore.open(imagesDir);
-  await importOciLayout(store, layout);
-}
 
 // sleep as PID 1 ignores SIGTERM (no handler, kernel rule for a namespace's init), so the
 // short grace period keeps stops quick.
@@ -112,7 +78,7 @@ beforeAll(async () => {
   // The CLI opens the runtime with the daemon's cgroup parent (exec, kill, stats).
   process.env.D2P_CGROUP_PARENT = cgroupParent;
   const root = path.join(tmp, 'root');
-  await importTestImage(path.join(root, 'images'));
+  await importTestImage({ imagesDir: path.join(root, 'images'), workDir: tmp, ref: IMAGE, extraDirs: ['data'] });
   daemon = await runDaemon({
     root,
     socket: path.join(tmp, 'd2p.sock'),
