@@ -86,6 +86,7 @@ export const KINDS: readonly KindInfo[] = [
   { kind: 'Container', plural: 'containers', singular: 'container', shortNames: ['ctr'], namespaced: true, hasStatus: true },
   { kind: 'Service', plural: 'services', singular: 'service', shortNames: ['svc'], namespaced: true, hasStatus: true },
   { kind: 'Event', plural: 'events', singular: 'event', shortNames: ['ev'], namespaced: true, hasStatus: false },
+  { kind: 'Source', plural: 'sources', singular: 'source', shortNames: ['src'], namespaced: true, hasStatus: true },
 ];
 
 export function kindByName(word: string): KindInfo | undefined {

@@ -341,6 +341,7 @@ export interface KindMap {
   Container: Container;
   Service: Service;
   Event: EventObject;
+  Source: Source;
 }
 
 export type KindName = keyof KindMap;
@@ -356,3 +357,35 @@ export const COMPOSE_LABELS = {
   volume: 'com.docker.compose.volume',
   containerNumber: 'com.docker.compose.container-number',
 } as const;
+
+// ---------------------------------------------------------------------------- Source
+
+/** A watched manifest directory (GitOps): see crd-schemas/source.json. */
+export interface SourceSpec {
+  /** Absolute path. */
+  path: string;
+  /** default: true */
+  prune?: boolean;
+  /** default: 30s */
+  interval?: Duration;
+}
+
+export interface SourceFileStatus {
+  /** Relative to spec.path. */
+  path: string;
+  objects: number;
+  error?: string;
+}
+
+export interface SourceStatus extends BaseStatus {
+  phase?: 'Pending' | 'Synced' | 'Degraded' | 'Failed';
+  /** "sha256:<hex>" of the file set. */
+  lastAppliedRevision?: string;
+  gitCommit?: string;
+  lastSyncTime?: Timestamp;
+  files?: SourceFileStatus[];
+}
+
+export interface Source extends ApiObject<SourceSpec, SourceStatus> {
+  kind: 'Source';
+}

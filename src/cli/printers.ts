@@ -13,6 +13,8 @@ import type {
   NetworkStatus,
   ServiceSpec,
   ServiceStatus,
+  SourceSpec,
+  SourceStatus,
   VolumeSpec,
   VolumeStatus,
 } from '../api/types';
@@ -207,6 +209,15 @@ const COLUMNS: Record<string, Column[]> = {
     status,
     age,
     { header: 'MOUNTPOINT', wideOnly: true, cell: (o) => statusOf<VolumeStatus>(o).mountpoint ?? '' },
+  ],
+  Source: [
+    { header: 'PATH', cell: (o) => specOf<SourceSpec>(o).path ?? '' },
+    // Abbreviated to 7 hex digits, as `git log --oneline` shows commits.
+    { header: 'REVISION', cell: (o) => shortDigest(statusOf<SourceStatus>(o).lastAppliedRevision).slice(0, 7) },
+    { header: 'COMMIT', cell: (o) => (statusOf<SourceStatus>(o).gitCommit ?? '').slice(0, 7) },
+    { header: 'READY', cell: (o) => statusOf<SourceStatus>(o).conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown' },
+    age,
+    { header: 'PHASE', wideOnly: true, cell: (o) => statusOf<SourceStatus>(o).phase ?? 'Pending' },
   ],
 };
 

@@ -166,6 +166,24 @@ function validExamples(): Record<KindName, Record<string, unknown>> {
       lastTimestamp: '2024-05-01T12:01:00Z',
       source: { component: 'container-controller' },
     },
+    Source: {
+      apiVersion: API,
+      kind: 'Source',
+      metadata: { name: 'apps', namespace: 'd2p-system' },
+      spec: { path: '/srv/d2p/apps', prune: true, interval: '30s' },
+      status: {
+        observedGeneration: 1,
+        conditions,
+        phase: 'Degraded',
+        lastAppliedRevision: `sha256:${'ab'.repeat(32)}`,
+        gitCommit: 'c0ffee'.repeat(6) + 'c0ff',
+        lastSyncTime: '2024-05-01T12:01:00Z',
+        files: [
+          { path: 'shop/compose.yml', objects: 6 },
+          { path: 'broken.yaml', objects: 0, error: 'broken.yaml:3:1: unknown field "kindd"' },
+        ],
+      },
+    },
   };
 }
 
