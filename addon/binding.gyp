@@ -17,6 +17,16 @@
       "sources": ["<!@(ls -1 src/shim/*.cc)"],
       "cflags_cc": ["-std=c++17", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
       "ldflags": ["-static"]
+    },
+    {
+      # `init: true`: a minimal PID 1 that forwards signals and reaps zombies (the role of
+      # Docker's docker-init/tini), bind-mounted read-only into the container. Separate from
+      # the shim so the container never sees the supervisor's binary (CVE-2019-5736).
+      "target_name": "d2p-init",
+      "type": "executable",
+      "sources": ["<!@(ls -1 src/init/*.cc)"],
+      "cflags_cc": ["-std=c++17", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
+      "ldflags": ["-static"]
     }
   ]
 }
