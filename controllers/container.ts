@@ -34,6 +34,8 @@ import {
 } from './container-host';
 import { anonymousVolumesDir, prepareMounts, removeAnonymousVolumes, type ImageContentMounter } from './container-mounts';
 import { RestartBackoff, shouldRestart } from './container-restart';
+import { isAttachError, netnsPathOf, networkingFor, type AttachRequest, type Networking } from '../src/network/attach';
+import { isNetworkError } from '../src/network/errors';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
 
@@ -65,6 +67,11 @@ export interface ContainerControllerOptions {
   cgroupParent?: string;
   /** Milliseconds since the epoch; tests inject a clock to drive the back-off. */
   now?: () => number;
+  /**
+   * Network attachment (src/network/attach.ts). Default: the daemon's shared Networking when
+   * the runtime is the real one; none when a test injects a fake runtime (no netns to make).
+   */
+  networking?: (paths: Paths) => Networking | undefined;
 }
 
 export function containerController(opts: ContainerControllerOptions = {}): Controller {
@@ -246,11 +253,12 @@ export class ContainerReconciler {
     }
     this.waitingForVolume.delete(key);
     const netns = await this.joinedNetns(ctx, c);
-    if (netns.waiting) {
-      await this.writeStatus(ctx, c, pendingStatus(c, CONDITION_READY, 'NetworkNotReady', netns.waiting));
+    const networkWait = netns.waiting ?? this.networksNotReady(ctx, c);
+    if (networkWait) {
+      await this.writeStatus(ctx, c, pendingStatus(c, CONDITION_READY, 'NetworkNotReady', networkWait));
       return { result: { requeueAfter: DEPENDENCY_RECHECK_MS } };
     }
-    const config = buildRuntimeConfig({ id, spec: c.spec, image, mounts: mounts.mounts, netnsPath: netns.path });
+    const config = buildRuntimeConfig({ id, spec: c.spec, image, mounts: mounts.mounts, netnsPath: netns.path ?? this.ownNetnsPath(ctx, c, id) });
     // observedGeneration is written before the runtime container exists, so a container
     // found later with an older observedGeneration was certainly made from an older spec.
     const creating = freshStatus(c, 'Creating');
@@ -295,9 +303,56 @@ export class ContainerReconciler {
     return { path: `/proc/${running.status?.pid}/ns/net` };
   }
 
+  // --- network (src/network/attach.ts) ----------------------------------------------------
+
+  private networkingOf(ctx: ReconcileContext): Networking | undefined {
+    if (this.opts.networking) return this.opts.networking(ctx.paths);
+    return this.opts.runtime ? undefined : networkingFor(ctx.paths);
+  }
+
+  /** Bridge and none containers join a namespace of their own, made by attach before the process starts. */
+  private ownNetnsPath(ctx: ReconcileContext, c: SpecContainer, id: string): string | undefined {
+    const mode = c.spec.networkMode ?? 'bridge';
+    return this.networkingOf(ctx) && (mode === 'bridge' || mode === 'none') ? netnsPathOf(ctx.paths, id) : undefined;
+  }
+
+  private networksNotReady(ctx: ReconcileContext, c: SpecContainer): string | undefined {
+    const networking = this.networkingOf(ctx);
+    const namespace = c.metadata.namespace ?? DEFAULT_NAMESPACE;
+    const missing = (c.spec.networks ?? []).filter((n) => networking && !networking.network(namespace, n.name)).map((n) => n.name);
+    return missing.length > 0 ? `waiting for network(s) ${missing.join(', ')} to be ready` : undefined;
+  }
+
+  /** Attaches (idempotently) and returns the addresses; container:/service: modes join a peer and need nothing. */
+  private async attachNetwork(ctx: ReconcileContext, id: string, c: SpecContainer): Promise<Record<string, string> | undefined> {
+    const networking = this.networkingOf(ctx);
+    const mode = c.spec.networkMode ?? 'bridge';
+    if (!networking || mode.startsWith('container:') || mode.startsWith('service:')) return undefined;
+    try {
+      const attachment = await networking.attach(attachRequestOf(id, c));
+      return attachment.ipAddresses;
+    } catch (error) {
+      if (isNetworkError(error, 'D2P_NETWORK_PORT_IN_USE')) {
+        await ctx.events.record(c, 'Warning', 'PortInUse', describeError(error));
+      }
+      throw error;
+    }
+  }
+
   // --- running --------------------------------------------------------------------------
 
   private async start(ctx: ReconcileContext, key: string, id: string, c: SpecContainer, desired: DesiredState, restart: boolean): Promise<Result | void> {
+    let ipAddresses: Record<string, string> | undefined;
+    try {
+      ipAddresses = await this.attachNetwork(ctx, id, c);
+    } catch (error) {
+      if (!isAttachError(error, 'D2P_NETWORK_NOT_READY')) {
+        await this.recordStartFailure(ctx, c, error);
+        throw error;
+      }
+      await this.writeStatus(ctx, c, pendingStatus(c, CONDITION_READY, 'NetworkNotReady', error.message));
+      return { requeueAfter: DEPENDENCY_RECHECK_MS };
+    }
     let state: ContainerState;
     try {
       state = await runtimeCall(id, () => this.runtime().start(id));
@@ -309,6 +364,7 @@ export class ContainerReconciler {
     const status = structuredClone(c.status ?? {});
     if (restart) status.restartCount = (status.restartCount ?? 0) + 1;
     delete status.health;
+    if (ipAddresses && Object.keys(ipAddresses).length > 0) status.ipAddresses = ipAddresses;
     const started = await this.writeStatus(ctx, c, status);
     await ctx.events.record(started, 'Normal', 'Started', `Started container ${c.metadata.name}`);
     return this.whileAlive(ctx, key, id, started, state, desired);
@@ -349,6 +405,9 @@ export class ContainerReconciler {
       await ctx.events.record(c, 'Normal', 'Unpaused', `Unpaused container ${c.metadata.name}`);
       current = { ...state, status: 'running' };
     }
+    // Adoption after a daemon restart: DNS names and published ports live in the daemon.
+    const { namespace, name } = splitKey(key);
+    if (this.networkingOf(ctx)?.isAttached(namespace, name) === false) await this.attachNetwork(ctx, id, c);
     const incarnation = `${current.shimPid ?? current.pid}:${current.startedAt ?? ''}`;
     this.watchExit(key, id, incarnation);
     const check = await this.healthcheckOf(ctx, c);
@@ -494,6 +553,8 @@ export class ContainerReconciler {
     const state = await this.observe(id);
     if (!state) return;
     if (state.status === 'running' || state.status === 'paused') await this.stopProcess(ctx, key, id, c, why);
+    // Before the runtime removes the container's directory, which holds the netns mount.
+    if (c.spec) await this.networkingOf(ctx)?.detach(attachRequestOf(id, c as SpecContainer));
     await runtimeCall(id, () => this.runtime().delete(id, { force: true }));
     this.backoff.reset(key);
   }
@@ -557,6 +618,10 @@ function freshStatus(c: Container, phase: ContainerStatus['phase']): ContainerSt
     restartCount: 0,
     conditions: structuredClone(c.status?.conditions ?? []),
   };
+}
+
+function attachRequestOf(id: string, c: SpecContainer): AttachRequest {
+  return { namespace: c.metadata.namespace ?? DEFAULT_NAMESPACE, name: c.metadata.name, id, spec: c.spec, labels: c.metadata.labels };
 }
 
 function pendingStatus(c: Container, conditionType: string, reason: string, message: string): ContainerStatus {

@@ -5,6 +5,8 @@ import { Manager, type ClientProvider, type ManagerOptions } from './manager';
 import { volumeController } from './volume';
 import { containerController } from './container';
 import { serviceController } from './service';
+import { imageController } from './image';
+import { networkController } from './network';
 
 export interface StartControllersOptions {
   client: ClientProvider;
@@ -28,6 +30,8 @@ export async function startControllers(opts: StartControllersOptions): Promise<R
   manager.register(volumeController());
   manager.register(containerController({ cgroupParent: opts.containerCgroupParent }));
   manager.register(serviceController());
+  manager.register(imageController());
+  manager.register(networkController());
   await manager.start();
   return { manager, stop: () => manager.stop() };
 }
