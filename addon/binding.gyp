@@ -16,7 +16,7 @@
       "type": "executable",
       "sources": ["<!@(ls -1 src/shim/*.cc)"],
       "cflags_cc": ["-std=c++17", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
-      "ldflags": ["-static"]
+      "ldflags": ["-static", "-s"]
     },
     {
       # `init: true`: a minimal PID 1 that forwards signals and reaps zombies (the role of
@@ -26,7 +26,7 @@
       "type": "executable",
       "sources": ["<!@(ls -1 src/init/*.cc)"],
       "cflags_cc": ["-std=c++17", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
-      "ldflags": ["-static"]
+      "ldflags": ["-static", "-s"]
     }
   ]
 }
