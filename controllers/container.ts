@@ -34,7 +34,7 @@ import {
 } from './container-host';
 import { anonymousVolumesDir, prepareMounts, removeAnonymousVolumes, type ImageContentMounter } from './container-mounts';
 import { RestartBackoff, shouldRestart } from './container-restart';
-import { isAttachError, netnsPathOf, networkingFor, type AttachRequest, type Networking } from '../src/network/attach';
+import { isAttachError, netnsPathOf, networkingFor, type Attachment, type AttachRequest, type Networking } from '../src/network/attach';
 import { isNetworkError } from '../src/network/errors';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
@@ -323,14 +323,14 @@ export class ContainerReconciler {
     return missing.length > 0 ? `waiting for network(s) ${missing.join(', ')} to be ready` : undefined;
   }
 
-  /** Attaches (idempotently) and returns the addresses; container:/service: modes join a peer and need nothing. */
-  private async attachNetwork(ctx: ReconcileContext, id: string, c: SpecContainer): Promise<Record<string, string> | undefined> {
+  /** Attaches (idempotently) and returns addresses and published ports; container:/service: modes join a peer and need nothing. */
+  private async attachNetwork(ctx: ReconcileContext, id: string, c: SpecContainer): Promise<Pick<Attachment, 'ipAddresses' | 'ports'> | undefined> {
     const networking = this.networkingOf(ctx);
     const mode = c.spec.networkMode ?? 'bridge';
     if (!networking || mode.startsWith('container:') || mode.startsWith('service:')) return undefined;
     try {
-      const attachment = await networking.attach(attachRequestOf(id, c));
-      return attachment.ipAddresses;
+      const { ipAddresses, ports } = await networking.attach(attachRequestOf(id, c));
+      return { ipAddresses, ports };
     } catch (error) {
       if (isNetworkError(error, 'D2P_NETWORK_PORT_IN_USE')) {
         await ctx.events.record(c, 'Warning', 'PortInUse', describeError(error));
@@ -342,9 +342,9 @@ export class ContainerReconciler {
   // --- running --------------------------------------------------------------------------
 
   private async start(ctx: ReconcileContext, key: string, id: string, c: SpecContainer, desired: DesiredState, restart: boolean): Promise<Result | void> {
-    let ipAddresses: Record<string, string> | undefined;
+    let attached: Pick<Attachment, 'ipAddresses' | 'ports'> | undefined;
     try {
-      ipAddresses = await this.attachNetwork(ctx, id, c);
+      attached = await this.attachNetwork(ctx, id, c);
     } catch (error) {
       if (!isAttachError(error, 'D2P_NETWORK_NOT_READY')) {
         await this.recordStartFailure(ctx, c, error);
@@ -364,7 +364,9 @@ export class ContainerReconciler {
     const status = structuredClone(c.status ?? {});
     if (restart) status.restartCount = (status.restartCount ?? 0) + 1;
     delete status.health;
-    if (ipAddresses && Object.keys(ipAddresses).length > 0) status.ipAddresses = ipAddresses;
+    if (attached && Object.keys(attached.ipAddresses).length > 0) status.ipAddresses = attached.ipAddresses;
+    if (attached && attached.ports.length > 0) status.ports = attached.ports;
+    else delete status.ports;
     const started = await this.writeStatus(ctx, c, status);
     await ctx.events.record(started, 'Normal', 'Started', `Started container ${c.metadata.name}`);
     return this.whileAlive(ctx, key, id, started, state, desired);

@@ -292,6 +292,8 @@ export interface ContainerStatus extends BaseStatus {
   pid?: number;
   /** Network object name → IP */
   ipAddresses?: Record<string, string>;
+  /** Ports as published on the host: the real hostPort, also for a random one. */
+  ports?: PublishedPort[];
   startedAt?: Timestamp;
   finishedAt?: Timestamp;
   exitCode?: number;
@@ -299,6 +301,13 @@ export interface ContainerStatus extends BaseStatus {
   restartCount?: number;
   health?: HealthState;
   message?: string;
+}
+
+export interface PublishedPort {
+  containerPort: number;
+  hostPort: number;
+  hostIP: string;
+  protocol: 'tcp' | 'udp';
 }
 
 export interface Container extends ApiObject<ContainerSpec, ContainerStatus> {

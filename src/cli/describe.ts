@@ -174,7 +174,7 @@ function withReadablePorts(spec: Record<string, unknown>): Record<string, unknow
   const copy: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(spec)) {
     if (k === 'ports' && Array.isArray(v) && v.every((p) => isPlainObject(p) && typeof p.containerPort === 'number')) {
-      copy[k] = formatPorts(v as Parameters<typeof formatPorts>[0]);
+      copy[k] = formatPorts({ spec: { ports: v } });
     } else copy[k] = isPlainObject(v) ? withReadablePorts(v) : v;
   }
   return copy;

@@ -148,9 +148,15 @@ function statusOf<T>(o: ApiObject): Partial<T> {
   return (o.status ?? {}) as Partial<T>;
 }
 
-/** docker ps's PORTS: "127.0.0.1:8080->80/tcp", or "80/tcp" when not published. */
-export function formatPorts(ports: ContainerSpec['ports']): string {
-  return (ports ?? [])
+/**
+ * docker ps's PORTS: "127.0.0.1:8080->80/tcp", or "80/tcp" when not published. A running
+ * container's status has the ports as really published (a random host port included);
+ * before that, the spec's are shown.
+ */
+export function formatPorts(c: { spec?: unknown; status?: unknown }): string {
+  const published = (c.status as ContainerStatus | undefined)?.ports;
+  const ports = published && published.length > 0 ? published : ((c.spec as ContainerSpec | undefined)?.ports ?? []);
+  return ports
     .map((p) => {
       const proto = p.protocol ?? 'tcp';
       if (p.hostPort === undefined) return `${p.containerPort}/${proto}`;
@@ -167,7 +173,7 @@ const COLUMNS: Record<string, Column[]> = {
     age,
     { header: 'PID', wideOnly: true, cell: (o) => String(statusOf<ContainerStatus>(o).pid ?? '') },
     { header: 'IP', wideOnly: true, cell: (o) => Object.values(statusOf<ContainerStatus>(o).ipAddresses ?? {}).join(',') },
-    { header: 'PORTS', wideOnly: true, cell: (o) => formatPorts(specOf<ContainerSpec>(o).ports) },
+    { header: 'PORTS', wideOnly: true, cell: (o) => formatPorts(o) },
     { header: 'HEALTH', wideOnly: true, cell: (o) => statusOf<ContainerStatus>(o).health ?? '' },
   ],
   Service: [

@@ -4,6 +4,7 @@
 // embedded DNS on the bridge gateway; deleting everything leaves no bridge or veth.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -164,4 +165,34 @@ describe('containers on a d2p network', () => {
     const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[];
     expect(links.map((l) => l.ifname).filter((n) => n === bridge || n.startsWith('veth'))).toEqual([]);
   });
+
+  it('a published port with no host port gets a random one, reported in status, that answers from the host', async () => {
+    await client.for('Network').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Network', metadata: { name: 'netit_ports', namespace: NS }, spec: {} });
+    await run('netit-pub-1', 'pub', {
+      command: ['httpd', '-f', '-p', '80', '-h', '/www'],
+      networks: [{ name: 'netit_ports' }],
+      ports: [{ containerPort: 80, hostIP: '127.0.0.1', protocol: 'tcp' }],
+    });
+    const pub = await waitRunning('netit-pub-1');
+    const [port] = pub.status?.ports ?? [];
+    expect(port).toMatchObject({ containerPort: 80, hostIP: '127.0.0.1', protocol: 'tcp' });
+    expect(port!.hostPort).toBeGreaterThan(0);
+    const body = await vi.waitFor(() => httpGet(`http://127.0.0.1:${port!.hostPort}/index.html`), { timeout: 10_000, interval: 200 });
+    expect(body).toBe('hello from web\n');
+    await client.for('Container').delete(NS, 'netit-pub-1');
+    await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS })).items.map((c) => c.metadata.name)).not.toContain('netit-pub-1'), { timeout: 30_000 });
+    await expect(httpGet(`http://127.0.0.1:${port!.hostPort}/index.html`)).rejects.toThrow(/ECONNREFUSED/);
+  });
 });
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject);
+  });
+}

@@ -220,7 +220,7 @@ export function psRow(c: Container, images: Map<string, ImageConfig>, now: numbe
     serviceOf(c) ?? '',
     `${since(c.metadata.creationTimestamp, now)} ago`,
     formatStatus(c, now),
-    formatPorts(c.spec?.ports),
+    formatPorts(c),
   ];
 }
 
@@ -239,7 +239,7 @@ export function psJson(c: Container, images: Map<string, ImageConfig>, now: numb
     Health: c.status?.health ?? '',
     ExitCode: c.status?.exitCode ?? 0,
     Pid: c.status?.pid ?? 0,
-    Publishers: (c.spec?.ports ?? []).map((p) => ({
+    Publishers: (c.status?.ports?.length ? c.status.ports : (c.spec?.ports ?? [])).map((p) => ({
       URL: p.hostPort === undefined ? '' : (p.hostIP ?? '0.0.0.0'),
       TargetPort: p.containerPort,
       PublishedPort: p.hostPort ?? 0,
