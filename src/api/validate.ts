@@ -2,20 +2,31 @@
 // calls it on every create/update (as Kubernetes validates against a CRD's OpenAPI schema),
 // and so does `d2p apply` before sending anything, so a typo fails with the field's path.
 //
-// ajv is loaded and each schema compiled on first use only: requiring ajv alone costs
-// ~50 ms, and most CLI invocations (get, logs, delete) never validate anything.
+// Compiling the schemas with ajv costs ~200 ms per process (and requiring ajv ~50 ms), too
+// much for the CLI's budgets (DESIGN.md §9). So the build turns them into plain JavaScript
+// once (ajv's standalone code, https://ajv.js.org/standalone.html, written by
+// hack/build-validators.js to validators.generated.js next to this file in dist/), and at
+// run time that module is used when it exists and was made from the schemas on disk now.
+// Otherwise (vitest runs the sources; a schema edited since the build) the same ajv
+// instance compiles them lazily, each on first use: both paths run the same generated code.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type Ajv2020 from 'ajv/dist/2020';
 import { durationProblem } from './duration';
 import { invalid, type StatusCause } from './errors';
+import { formats } from './formats';
 import { API_VERSION, KINDS, type ApiObject } from './meta';
 import type { KindMap, KindName } from './types';
 
 const SCHEMA_ID_BASE = 'https://d2p.dev/schemas/v1alpha1/';
 const SCHEMA_DIR_NAME = 'crd-schemas';
+/** Written by hack/build-validators.js after tsc; exists only in dist/. */
+export const GENERATED_VALIDATORS_FILE = path.join(__dirname, 'validators.generated.js');
+
+/** part '' = the whole object; 'spec' / 'status' = that property's subschema. */
+type Part = '' | 'spec' | 'status';
 
 // ------------------------------------------------------------------ public API
 
@@ -25,10 +36,7 @@ const SCHEMA_DIR_NAME = 'crd-schemas';
  * Throws ApiError Invalid (422) with one cause per problem.
  */
 export function validateObject(obj: unknown): ApiObject {
-  const { kind, name } = identify(obj);
-  const copy = structuredClone(obj);
-  runValidator(validatorFor(kind, ''), copy, kind, name, '');
-  return copy as ApiObject;
+  return defaultValidator().validateObject(obj);
 }
 
 /** validateObject, plus a check that the object is of the expected kind; typed accordingly. */
@@ -42,17 +50,49 @@ export function validateKind<K extends KindName>(kind: K, obj: unknown): KindMap
 
 /** Validates a spec on its own (e.g. a patch result) and returns a defaulted copy; fields are reported as "spec.…". */
 export function validateSpecOnly<K extends KindName>(kind: K, spec: unknown, name = ''): NonNullable<KindMap[K]['spec']> {
-  return validatePart(kind, 'spec', spec, name) as NonNullable<KindMap[K]['spec']>;
+  return defaultValidator().validatePart(kind, 'spec', spec, name) as NonNullable<KindMap[K]['spec']>;
 }
 
 /** Validates a status on its own (the /status subresource); fields are reported as "status.…". */
 export function validateStatusOnly<K extends KindName>(kind: K, status: unknown, name = ''): NonNullable<KindMap[K]['status']> {
-  return validatePart(kind, 'status', status, name) as NonNullable<KindMap[K]['status']>;
+  return defaultValidator().validatePart(kind, 'status', status, name) as NonNullable<KindMap[K]['status']>;
 }
 
 /** The parsed JSON Schema of one kind, e.g. for `d2p explain`. */
 export function readKindSchema(kind: KindName): Record<string, unknown> {
   return readSchemaFile(schemaFileName(kind));
+}
+
+/** What validators.generated.js exports: one function per `Kind#part` key, and the digest of the schemas it was made from. */
+export type GeneratedValidators = { readonly schemaDigest?: unknown } & Readonly<Record<string, unknown>>;
+
+/** Validation against one source of validator functions; the module-level functions use the default one. */
+export interface ObjectValidator {
+  validateObject(obj: unknown): ApiObject;
+  validatePart(kind: KindName, part: 'spec' | 'status', value: unknown, name: string): unknown;
+}
+
+/**
+ * A validator that takes its functions from `generated` (a loaded validators.generated.js)
+ * where it has them, and compiles the rest with ajv at run time. Without `generated`,
+ * everything is compiled at run time. Tests use it to compare the two paths.
+ */
+export function createObjectValidator(generated?: GeneratedValidators): ObjectValidator {
+  const functions = new ValidatorFunctions(generated);
+  return {
+    validateObject(obj) {
+      const { kind, name } = identify(obj);
+      const copy = structuredClone(obj);
+      runValidator(functions.get(kind, ''), copy, kind, name, '');
+      return copy as ApiObject;
+    },
+    validatePart(kind, part, value, name) {
+      checkPartKind(kind, part, name);
+      const copy = structuredClone(value);
+      runValidator(functions.get(kind, part), copy, kind, name, part);
+      return copy;
+    },
+  };
 }
 
 // ------------------------------------------------------------------ kind and name
@@ -77,62 +117,165 @@ function isKnownKind(kind: string): kind is KindName {
   return KINDS.some((k) => k.kind === kind);
 }
 
-function validatePart(kind: KindName, part: 'spec' | 'status', value: unknown, name: string): unknown {
+function checkPartKind(kind: KindName, part: 'spec' | 'status', name: string): void {
   if (!isKnownKind(kind)) {
     throw invalid(String(kind), name, [{ field: 'kind', reason: 'FieldValueNotSupported', message: `unknown kind ${JSON.stringify(kind)}` }]);
   }
   if (kind === 'Event') {
     throw invalid(kind, name, [{ field: part, reason: 'FieldValueForbidden', message: `an Event has no ${part}` }]);
   }
-  const copy = structuredClone(value);
-  runValidator(validatorFor(kind, part), copy, kind, name, part);
-  return copy;
 }
 
-// ------------------------------------------------------------------ ajv, lazily
+// ------------------------------------------------------------------ validator functions
 
-let ajvInstance: Ajv2020 | undefined;
-let commonSchema: Record<string, unknown> | undefined;
-const validators = new Map<string, ValidateFunction>();
+let defaultInstance: ObjectValidator | undefined;
 
-/** part '' = the whole object; 'spec' / 'status' = that property's subschema. */
-function validatorFor(kind: KindName, part: '' | 'spec' | 'status'): ValidateFunction {
-  const key = `${kind}#${part}`;
-  const cached = validators.get(key);
-  if (cached) return cached;
-  const ajv = getAjv();
-  const id = SCHEMA_ID_BASE + schemaFileName(kind);
-  if (!ajv.getSchema(id)) ajv.addSchema(readKindSchema(kind));
-  const validate = part === '' ? ajv.getSchema(id) : ajv.compile({ $ref: `${id}#/properties/${part}` });
-  if (!validate) throw new Error(`schema ${id} was added but ajv cannot find it`);
-  validators.set(key, validate);
-  return validate;
+function defaultValidator(): ObjectValidator {
+  defaultInstance ??= createObjectValidator(loadGeneratedValidators());
+  return defaultInstance;
 }
 
-function getAjv(): Ajv2020 {
-  ajvInstance ??= createAjv();
-  return ajvInstance;
+/** "Container#spec": the export name of a validator in the generated module. */
+function validatorKey(kind: KindName, part: Part): string {
+  return `${kind}#${part}`;
 }
 
-function createAjv(): Ajv2020 {
+/**
+ * The generated module at `file` when it exists and was built from the schemas on disk
+ * now; undefined otherwise (running from source, or a schema edited since the build,
+ * where compiling at run time gives what the schemas say now).
+ */
+export function loadGeneratedValidators(file = GENERATED_VALIDATORS_FILE): GeneratedValidators | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  const generated = require(file) as GeneratedValidators;
+  return generated.schemaDigest === schemaDigest() ? generated : undefined;
+}
+
+/** The functions of one validator, generated or compiled, each looked up once. */
+class ValidatorFunctions {
+  private readonly cache = new Map<string, ValidateFunction>();
+  private compiler: SchemaCompiler | undefined;
+
+  constructor(private readonly generated: GeneratedValidators | undefined) {}
+
+  get(kind: KindName, part: Part): ValidateFunction {
+    const key = validatorKey(kind, part);
+    let validate = this.cache.get(key);
+    if (!validate) {
+      validate = this.fromGenerated(key) ?? this.compile(kind, part);
+      this.cache.set(key, validate);
+    }
+    return validate;
+  }
+
+  private fromGenerated(key: string): ValidateFunction | undefined {
+    const candidate = this.generated?.[key];
+    return typeof candidate === 'function' ? (candidate as ValidateFunction) : undefined;
+  }
+
+  private compile(kind: KindName, part: Part): ValidateFunction {
+    this.compiler ??= new SchemaCompiler({ forCodegen: false });
+    return this.compiler.validator(kind, part);
+  }
+}
+
+/** One ajv instance holding common.json, the kinds' schemas and their spec/status parts. */
+class SchemaCompiler {
+  readonly ajv: Ajv2020;
+  private readonly added = new Set<string>();
+
+  constructor(opts: { forCodegen: boolean }) {
+    this.ajv = createAjv(opts.forCodegen);
+  }
+
+  /** Adds what `kind`/`part` needs (without compiling) and returns the key ajv knows it by. */
+  register(kind: KindName, part: Part): string {
+    const id = SCHEMA_ID_BASE + schemaFileName(kind);
+    if (!this.added.has(id)) {
+      this.ajv.addSchema(readKindSchema(kind));
+      this.added.add(id);
+    }
+    if (part === '') return id;
+    const partId = `${SCHEMA_ID_BASE}parts/${kind.toLowerCase()}/${part}`;
+    if (!this.added.has(partId)) {
+      this.ajv.addSchema({ $ref: `${id}#/properties/${part}` }, partId);
+      this.added.add(partId);
+    }
+    return partId;
+  }
+
+  validator(kind: KindName, part: Part): ValidateFunction {
+    const key = this.register(kind, part);
+    const validate = this.ajv.getSchema(key);
+    if (!validate) throw new Error(`schema ${key} was added but ajv cannot find it`);
+    return validate;
+  }
+}
+
+/**
+ * The same instance serves run-time compilation and code generation: `code.formats` is how
+ * generated code reaches the format functions (formats.ts, next to the generated file in
+ * dist/); ajv ignores it when compiling in memory, so both paths run the same checks.
+ */
+function createAjv(forCodegen: boolean): Ajv2020 {
   // Required here, not imported at the top, so that loading this module stays cheap.
-  const Ajv = (require('ajv/dist/2020') as typeof import('ajv/dist/2020')).default;
-  const addFormats = (require('ajv-formats') as typeof import('ajv-formats')).default;
+  const ajvModule = require('ajv/dist/2020') as typeof import('ajv/dist/2020');
+  const Ajv = ajvModule.default;
   // allErrors: report every problem at once, as kubectl does. coerceTypes stays off:
   // "8080" is not a port here; the Compose converter does Compose's coercions.
   // strictTuples is off because a healthcheck test is an open tuple by design: a fixed
   // first word ("CMD", "CMD-SHELL", "NONE") followed by any number of arguments.
   // validateSchema is off because checking our own schemas against the draft 2020-12
   // meta-schema costs ~100 ms per process; test/unit/schemas.test.ts does it instead.
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTuples: false, verbose: true, validateSchema: false });
-  addFormats(ajv, ['date-time', 'ipv4']);
-  ajv.addFormat('go-duration', { type: 'string', validate: (s: string) => durationProblem(s) === undefined });
-  ajv.addFormat('ip', { type: 'string', validate: (s: string) => net.isIP(s) !== 0 });
-  ajv.addFormat('ip-or-host-gateway', { type: 'string', validate: (s: string) => s === 'host-gateway' || net.isIP(s) !== 0 });
-  ajv.addFormat('cidr', { type: 'string', validate: isNetworkCidr });
-  commonSchema = readSchemaFile('common.json');
-  ajv.addSchema(commonSchema);
+  const ajv = new Ajv({
+    allErrors: true,
+    useDefaults: true,
+    strict: true,
+    strictTuples: false,
+    verbose: true,
+    validateSchema: false,
+    code: { source: forCodegen, formats: ajvModule._`require("./formats").formats` },
+  });
+  for (const [name, format] of Object.entries(formats)) ajv.addFormat(name, format);
+  ajv.addSchema(commonSchema());
   return ajv;
+}
+
+/**
+ * The source of validators.generated.js (hack/build-validators.js writes it): one export
+ * per kind for whole objects, plus the digest of the schemas, so a stale module is not used.
+ * The spec/status validators are left to run-time compilation: nothing on a hot path uses
+ * them, and ajv refuses to compile some of them (a "default" at a subschema's root is
+ * ignored, which strict mode reports) — they behave exactly as before.
+ */
+export function generateValidatorModule(): string {
+  const standaloneCode = (require('ajv/dist/standalone') as typeof import('ajv/dist/standalone')).default;
+  const compiler = new SchemaCompiler({ forCodegen: true });
+  const exportsByKey: Record<string, string> = {};
+  for (const { kind } of KINDS) {
+    if (isKnownKind(kind)) exportsByKey[validatorKey(kind, '')] = compiler.register(kind, '');
+  }
+  const code = standaloneCode(compiler.ajv, exportsByKey);
+  return `${code}\nexports.schemaDigest = ${JSON.stringify(schemaDigest())};\n`;
+}
+
+/** sha256 over every schema file's name and content, in name order. */
+function schemaDigest(): string {
+  const dir = findSchemaDir();
+  const hash = createHash('sha256');
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    hash.update(`${file}\u0000`);
+    hash.update(fs.readFileSync(path.join(dir, file)));
+    hash.update('\u0000');
+  }
+  return hash.digest('hex');
+}
+
+let commonSchemaCache: Record<string, unknown> | undefined;
+
+function commonSchema(): Record<string, unknown> {
+  commonSchemaCache ??= readSchemaFile('common.json');
+  return commonSchemaCache;
 }
 
 function schemaFileName(kind: KindName): string {
@@ -173,46 +316,6 @@ function readSchemaFile(file: string): Record<string, unknown> {
   } catch (e) {
     throw new Error(`schema ${full} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
-}
-
-// ------------------------------------------------------------------ formats
-
-/** "address/prefix" naming a network: prefix in range and host bits zero, as Docker requires of --subnet. */
-function isNetworkCidr(s: string): boolean {
-  const slash = s.indexOf('/');
-  if (slash < 0) return false;
-  const address = s.slice(0, slash);
-  const prefixText = s.slice(slash + 1);
-  const family = net.isIP(address);
-  if ((family !== 4 && family !== 6) || address.includes('%') || !/^\d{1,3}$/.test(prefixText)) return false;
-  const bits = family === 4 ? 32 : 128;
-  const prefix = Number(prefixText);
-  if (prefix > bits) return false;
-  const hostMask = (1n << BigInt(bits - prefix)) - 1n;
-  return (addressToBigInt(address, family) & hostMask) === 0n;
-}
-
-/** Address as an integer; only called on strings net.isIP accepted. */
-function addressToBigInt(address: string, family: 4 | 6): bigint {
-  if (family === 4) return address.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
-  return ipv6Groups(address).reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
-}
-
-/** The eight 16-bit groups of an IPv6 address, expanding "::" and a dotted IPv4 tail (RFC 4291 §2.2). */
-function ipv6Groups(address: string): number[] {
-  const toGroups = (part: string): number[] => {
-    if (part === '') return [];
-    return part.split(':').flatMap((piece) => {
-      if (!piece.includes('.')) return [parseInt(piece, 16)];
-      const [a, b, c, d] = piece.split('.').map(Number);
-      return [(a << 8) | b, (c << 8) | d];
-    });
-  };
-  const [head, tail] = address.split('::');
-  if (tail === undefined) return toGroups(head);
-  const headGroups = toGroups(head);
-  const tailGroups = toGroups(tail);
-  return [...headGroups, ...new Array<number>(8 - headGroups.length - tailGroups.length).fill(0), ...tailGroups];
 }
 
 // ------------------------------------------------------------------ errors → causes
@@ -302,7 +405,7 @@ let patternMessageTable: Map<string, string> | undefined;
 /** Readable messages for the patterns of common.json, looked up by the pattern text itself. */
 function patternMessages(): Map<string, string> {
   if (patternMessageTable) return patternMessageTable;
-  const defs = (commonSchema?.$defs ?? {}) as Record<string, { pattern?: string }>;
+  const defs = (commonSchema().$defs ?? {}) as Record<string, { pattern?: string }>;
   const byDefinition: Record<string, string> = {
     Name: 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 253 characters)',
     ImageRef: 'must be an image reference such as "nginx:1.27" or "registry.local:5000/app@sha256:…" (lower-case repository)',

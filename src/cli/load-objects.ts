@@ -3,6 +3,7 @@
 // schemas before a single request leaves, so one bad object stops everything.
 import { isApiError } from '../api/errors';
 import { validateObject } from '../api/validate';
+import { isValidatedComposeObject } from '../compose';
 import { formatError } from './format-error';
 import { CliError, ReportedError, type CliIO } from './io';
 import { assignNamespaces, checkDuplicates, describeObject, readSources, type ManifestObject } from './manifests';
@@ -46,6 +47,9 @@ export async function loadObjects(source: SourceOptions, io: CliIO, opts: LoadOp
 function validateAll(objects: readonly ManifestObject[], io: CliIO, exitCode: number): void {
   let invalid = 0;
   for (const m of objects) {
+    // The Compose loader validated its objects already (and reported problems at their
+    // Compose line); validation is deterministic, so once is enough.
+    if (isValidatedComposeObject(m.object)) continue;
     try {
       validateObject(m.object);
     } catch (err) {

@@ -13,32 +13,98 @@ export type ApplyAction = 'created' | 'configured' | 'unchanged';
 /** Fields that say what the object is or what a controller saw, not what the user wants. */
 const NON_CONTENT_FIELDS = new Set(['apiVersion', 'kind', 'metadata', 'status']);
 
-export async function applyObject<T extends ApiObject>(
-  client: ResourceClient<T>,
-  obj: T,
-  opts: WriteOptions = {},
-): Promise<{ object: T; action: ApplyAction }> {
+export interface ApplyResult<T extends ApiObject> {
+  object: T;
+  action: ApplyAction;
+}
+
+/**
+ * What a dry-run apply found: the action, what the object would become, and the write a
+ * real apply would make. `d2p apply` dry-runs every object before writing any (all or
+ * nothing), then commits these plans (commitApply) instead of applying from scratch:
+ * three requests per changed object (read, dry run, write) instead of five.
+ */
+export interface ApplyPlan<T extends ApiObject> {
+  action: ApplyAction;
+  /** The live object when unchanged, else the server's dry-run answer. */
+  object: T;
+  /** The request that makes it so; absent when unchanged. An update carries the live resourceVersion. */
+  write?: { verb: 'create' | 'update'; body: T };
+}
+
+/** A dry-run applyObject answers with its plan too (ResourceClient.apply passes it through). */
+export type DryRunApplyResult<T extends ApiObject> = ApplyResult<T> & { plan: ApplyPlan<T> };
+
+export async function applyObject<T extends ApiObject>(client: ResourceClient<T>, obj: T, opts: WriteOptions = {}): Promise<ApplyResult<T>> {
+  if (opts.dryRun) {
+    const plan = await onceMoreIfRaced(() => planOnce(client, obj));
+    const result: DryRunApplyResult<T> = { object: plan.object, action: plan.action, plan };
+    return result;
+  }
+  return onceMoreIfRaced(() => applyOnce(client, obj));
+}
+
+/** The plan a dry-run apply answered with; undefined for a client whose apply gives none. */
+export function planOf<T extends ApiObject>(result: ApplyResult<T>): ApplyPlan<T> | undefined {
+  const plan = (result as Partial<DryRunApplyResult<T>>).plan;
+  return plan !== undefined && typeof plan === 'object' && plan !== null ? plan : undefined;
+}
+
+/**
+ * Makes the write a plan decided. If the object changed since the plan was made (Conflict
+ * on the resourceVersion precondition, or AlreadyExists), it is applied afresh, as
+ * applyObject does after a race.
+ */
+export async function commitApply<T extends ApiObject>(client: ResourceClient<T>, obj: T, plan: ApplyPlan<T>): Promise<ApplyResult<T>> {
+  if (!plan.write) return { object: plan.object, action: plan.action };
   try {
-    return await applyOnce(client, obj, opts);
+    const { verb, body } = plan.write;
+    const object = verb === 'create' ? await client.create(body) : await client.update(body);
+    return { object, action: plan.action };
   } catch (e) {
-    // Someone wrote between our read and our write (Conflict), or created the object
-    // after we saw it missing (AlreadyExists): once more on the newer state.
-    if (isApiError(e, 'Conflict') || isApiError(e, 'AlreadyExists')) return applyOnce(client, obj, opts);
+    if (isApiError(e, 'Conflict') || isApiError(e, 'AlreadyExists')) return applyObject(client, obj);
     throw e;
   }
 }
 
-async function applyOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T, opts: WriteOptions): Promise<{ object: T; action: ApplyAction }> {
+async function onceMoreIfRaced<R>(attempt: () => Promise<R>): Promise<R> {
+  try {
+    return await attempt();
+  } catch (e) {
+    // Someone wrote between our read and our write (Conflict), or created the object
+    // after we saw it missing (AlreadyExists): once more on the newer state.
+    if (isApiError(e, 'Conflict') || isApiError(e, 'AlreadyExists')) return attempt();
+    throw e;
+  }
+}
+
+async function applyOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T): Promise<ApplyResult<T>> {
   const live = await getIfPresent(client, obj);
-  if (!live) return { object: await client.create(forCreate(obj), opts), action: 'created' };
+  if (!live) return { object: await client.create(forCreate(obj)), action: 'created' };
+  const change = await previewUpdate(client, live, obj);
+  if (!change) return { object: live, action: 'unchanged' };
+  return { object: await client.update(change.desired), action: 'configured' };
+}
+
+async function planOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T): Promise<ApplyPlan<T>> {
+  const live = await getIfPresent(client, obj);
+  if (!live) {
+    const body = forCreate(obj);
+    return { action: 'created', object: await client.create(body, { dryRun: true }), write: { verb: 'create', body } };
+  }
+  const change = await previewUpdate(client, live, obj);
+  if (!change) return { action: 'unchanged', object: live };
+  return { action: 'configured', object: change.preview, write: { verb: 'update', body: change.desired } };
+}
+
+/** The merged object to send and the server's dry-run answer for it; undefined when nothing would change. */
+async function previewUpdate<T extends ApiObject>(client: ResourceClient<T>, live: T, obj: T): Promise<{ desired: T; preview: T } | undefined> {
   const desired = mergeIntoLive(live, obj);
-  if (sameDesiredState(desired, live)) return { object: live, action: 'unchanged' };
+  if (sameDesiredState(desired, live)) return undefined;
   // The manifest may leave out fields the server defaults; the server's dry-run answer is
   // what the object would become, so compare that before writing.
   const preview = await client.update(desired, { dryRun: true });
-  if (sameDesiredState(preview, live)) return { object: live, action: 'unchanged' };
-  if (opts.dryRun) return { object: preview, action: 'configured' };
-  return { object: await client.update(desired), action: 'configured' };
+  return sameDesiredState(preview, live) ? undefined : { desired, preview };
 }
 
 async function getIfPresent<T extends ApiObject>(client: ResourceClient<T>, obj: T): Promise<T | undefined> {

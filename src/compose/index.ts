@@ -12,7 +12,7 @@ import { ComposeError, WarningSink, type ComposeWarning, type Pos } from './erro
 import { substitute, TemplateError } from './interpolate';
 import { loadProjectFile, readTextFile, type LoadContext } from './loader';
 import { enforceUnicity, mergeDocuments } from './merge';
-import { parseComposeYaml } from './node';
+import { parseComposeYaml, withParseReuse } from './node';
 import { interpolationEnvironment, processEnvironment, resolveProjectName, type Env } from './project';
 
 export { ComposeError, type ComposeWarning } from './errors';
@@ -38,7 +38,11 @@ export interface ComposeProject {
   warnings: ComposeWarning[];
 }
 
-export async function loadCompose(opts: LoadComposeOptions): Promise<ComposeProject> {
+export function loadCompose(opts: LoadComposeOptions): Promise<ComposeProject> {
+  return withParseReuse(() => load(opts));
+}
+
+async function load(opts: LoadComposeOptions): Promise<ComposeProject> {
   if (opts.files.length === 0) throw new ComposeError('no compose file given');
   const files = opts.files.map((f) => path.resolve(f));
   const projectDir = path.resolve(opts.workingDir ?? path.dirname(files[0]));
@@ -86,10 +90,23 @@ async function projectName(opts: LoadComposeOptions, env: Env, files: string[], 
   return resolveProjectName({ env, fromFile, projectDir });
 }
 
+/**
+ * Objects loadCompose returned after validating them. `d2p apply` validates everything it
+ * sends; these it may skip, as long as they are still the very objects checked here (and
+ * nothing changes a returned object: a namespaced copy is a new object, checked again).
+ */
+const validatedObjects = new WeakSet<object>();
+
+/** True for an object loadCompose produced and validated, unchanged since. */
+export function isValidatedComposeObject(obj: object): boolean {
+  return validatedObjects.has(obj);
+}
+
 /** The API's own validation, as `d2p apply` will run it, reported at the Compose source. */
 function validateProduced(p: Produced): void {
   try {
     validateObject(p.object);
+    validatedObjects.add(p.object);
   } catch (err) {
     if (isApiError(err, 'Invalid')) throw new ComposeError(err.message, { pos: p.pos, path: p.path, cause: err });
     throw err;

@@ -174,10 +174,41 @@ function scalarValue(value: unknown, pos: Pos, path: KeyPath): ScalarNode['value
 }
 
 /**
+ * Parsed files kept while at least one Compose load is in progress (withParseReuse):
+ * loadCompose reads each file's top-level `name:` before the loader parses the same file
+ * again, and YAML parsing is the costliest step of a load (~40 % of `d2p convert` of a
+ * 100-service file). Keyed by file and checked against the text, so a file that changed
+ * in between is parsed again. Dropped when the last load ends, so nothing is held for
+ * the lifetime of a daemon.
+ */
+const reuse = { loads: 0, parsed: new Map<string, { text: string; docs: MapNode[] }>() };
+
+/** Runs one Compose load during which parseComposeYaml parses each file once. */
+export async function withParseReuse<T>(load: () => Promise<T>): Promise<T> {
+  reuse.loads++;
+  try {
+    return await load();
+  } finally {
+    reuse.loads--;
+    if (reuse.loads === 0) reuse.parsed.clear();
+  }
+}
+
+/**
  * Parses one Compose file into its documents (several `---` documents merge in order, as
- * compose-go does). Syntax errors carry line:column.
+ * compose-go does). Syntax errors carry line:column. Every call returns trees of its own:
+ * the loader rewrites them in place (interpolation, canonical forms).
  */
 export function parseComposeYaml(text: string, file: string): MapNode[] {
+  if (reuse.loads === 0) return parseDocuments(text, file);
+  const kept = reuse.parsed.get(file);
+  if (kept?.text === text) return kept.docs.map((doc) => cloneNode(doc));
+  const docs = parseDocuments(text, file);
+  reuse.parsed.set(file, { text, docs: docs.map((doc) => cloneNode(doc)) });
+  return docs;
+}
+
+function parseDocuments(text: string, file: string): MapNode[] {
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lines, merge: true, prettyErrors: false, uniqueKeys: true });
   if (!Array.isArray(docs)) return []; // an empty stream: no documents at all

@@ -3,6 +3,7 @@
 // and only when all of them pass is anything written — so a typo in the last file of a
 // directory never leaves half an application applied.
 import type { ApiObject } from '../../api/meta';
+import { commitApply, planOf } from '../../client/apply';
 import { settleAll, REQUEST_CONCURRENCY } from '../concurrency';
 import type { CommandContext } from '../context';
 import { formatError } from '../format-error';
@@ -30,9 +31,9 @@ export async function applyCommand(opts: ApplyOptions, ctx: CommandContext): Pro
     return 0;
   }
   const client = await ctx.client();
-  const apply = (m: ManifestObject, dry: boolean) => client.for(m.object.kind).apply(m.object, { dryRun: dry });
+  const resourceClient = (m: ManifestObject) => client.for(m.object.kind);
 
-  const previews = await settleAll(objects, REQUEST_CONCURRENCY, (m) => apply(m, true));
+  const previews = await settleAll(objects, REQUEST_CONCURRENCY, (m) => resourceClient(m).apply(m.object, { dryRun: true }));
   const refused = reportFailures(objects, previews, ctx);
   if (refused > 0) {
     throw new ReportedError(`the server refused ${refused} of ${objects.length} objects; nothing was applied`);
@@ -43,7 +44,13 @@ export async function applyCommand(opts: ApplyOptions, ctx: CommandContext): Pro
     });
     return 0;
   }
-  const results = await settleAll(objects, REQUEST_CONCURRENCY, (m) => apply(m, false));
+  // Each dry run already read the object and had the server check the write: commit
+  // those plans rather than apply from scratch (src/client/apply.ts, ApplyPlan).
+  const results = await settleAll(objects, REQUEST_CONCURRENCY, (m, i) => {
+    const preview = previews[i];
+    const plan = preview.ok ? planOf(preview.value) : undefined;
+    return plan ? commitApply(resourceClient(m), m.object, plan) : resourceClient(m).apply(m.object);
+  });
   results.forEach((r, i) => {
     if (r.ok) ctx.io.stdout.write(`${nameOf(objects[i].object)} ${r.value.action}\n`);
   });
