@@ -42,13 +42,16 @@ export type { Store, Watch, WatchOptions, ListOptions, WriteOptions } from './ty
 export interface StoreOptions {
   /** Directory of the store (normally Paths.store); created if missing. */
   dir: string;
-  /** How many recent changes a watch can resume from (default 10,000). */
+  /** How many recent changes a watch can resume from (default 1,000). */
   historySize?: number;
   /** Receives failures of background garbage collection (default: process.emitWarning). */
   onBackgroundError?: (err: Error) => void;
 }
 
-const DEFAULT_HISTORY_SIZE = 10_000;
+// Each change holds the object and its previous version: 10,000 of them were most of the
+// daemon's memory with 1,000 objects. A watcher further behind gets 410 Gone and re-lists,
+// as with Kubernetes' bounded watch cache, which our informers handle.
+const DEFAULT_HISTORY_SIZE = 1_000;
 /** Dependents collected at once: enough to share directory fsyncs, few enough to stay fair. */
 const GC_BATCH = 32;
 
