@@ -230,6 +230,8 @@ export class LogFollower {
   private offset: number;
   private rest = '';
   private lineNumber = 0;
+  /** The file's first bytes as read: a log truncated in place and rewritten differs here. */
+  private head: Buffer | undefined;
 
   constructor(
     readonly file: string,
@@ -238,6 +240,7 @@ export class LogFollower {
   ) {
     this.offset = start.offset;
     this.identity = start.identity;
+    if (this.offset > 0) this.head = firstRecord(readRange(file, 0, Math.min(HEAD_MAX_BYTES, this.offset)));
   }
 
   /** The file's identity now, for a follower that continues after readLogFile. */
@@ -256,23 +259,61 @@ export class LogFollower {
       return [];
     }
     const identity = identityOfStats(st);
-    const replaced = this.identity !== undefined && !sameFile(this.identity, identity);
-    if (replaced || st.size < this.offset) this.restart();
+    const records: LogRecord[] = [];
+    if (this.identity !== undefined && !sameFile(this.identity, identity)) {
+      // Rotated by rename (log → log.1, as Docker's json-file does): what was written to the
+      // old file since the last poll is still there, and comes before the new file's records.
+      records.push(...this.drainRotated(this.identity));
+      this.restart();
+    } else if (st.size < this.offset || this.rewritten()) {
+      this.restart();
+    }
     this.identity = identity;
-    if (st.size === this.offset) return [];
-    const chunk = readRange(this.file, this.offset, st.size);
+    if (st.size > this.offset) records.push(...this.consume(readRange(this.file, this.offset, st.size)));
+    return records;
+  }
+
+  private consume(chunk: Buffer): LogRecord[] {
+    if (this.offset === 0) this.head = firstRecord(chunk);
     this.offset += chunk.length;
     const { lines, rest } = splitComplete(this.rest + chunk.toString('utf8'));
     this.rest = rest;
     return lines.map((line) => parseLogLine(line, this.file, ++this.lineNumber));
   }
 
+  /** The rest of the file we were reading, found renamed to `<file>.1` (same inode). */
+  private drainRotated(previous: FileIdentity): LogRecord[] {
+    const rotated = `${this.file}.1`;
+    const st = statOrUndefined(rotated);
+    if (!st || !sameFile(previous, identityOfStats(st)) || st.size <= this.offset) return [];
+    const { lines } = splitComplete(this.rest + readRange(rotated, this.offset, st.size).toString('utf8'));
+    return lines.map((line) => parseLogLine(line, rotated, ++this.lineNumber));
+  }
+
+  /** Truncated in place (max-file 1) and grown back past our offset before we looked. */
+  private rewritten(): boolean {
+    if (!this.head || this.offset === 0) return false;
+    return !readRange(this.file, 0, this.head.length).equals(this.head);
+  }
+
   private restart(): void {
     this.offset = 0;
     this.rest = '';
     this.lineNumber = 0;
+    this.head = undefined;
   }
 }
+
+/**
+ * A file's first record, which ends with its nanosecond timestamp, so a rewritten file
+ * does not start with the same bytes even when it logs the same text.
+ */
+function firstRecord(start: Buffer): Buffer {
+  const newline = start.indexOf(0x0a);
+  return start.subarray(0, newline >= 0 ? newline + 1 : Math.min(start.length, HEAD_MAX_BYTES));
+}
+
+const HEAD_MAX_BYTES = 16 * 1024;
 
 function statOrUndefined(file: string): fs.Stats | undefined {
   try {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Container, Service } from '../../src/api/types';
 import { downPlan } from '../../src/cli/commands/down';
-import { parseEnvFlags, TTY_UNSUPPORTED } from '../../src/cli/commands/exec';
+import { parseEnvFlags, NOT_A_TTY } from '../../src/cli/commands/exec';
 import { runtimeCgroupParent } from '../../src/cli/commands/lifecycle';
 import { PrefixedPrinter, ProjectFollower } from '../../src/cli/commands/logs';
 import {
@@ -240,6 +240,29 @@ describe('log files', () => {
     expect(follower.poll().map((r) => r.log)).toEqual(['new run\n', 'and more, longer than before\n']);
   });
 
+  it('loses nothing across a rename rotation: the rest of log.1 comes before the new file', () => {
+    const file = path.join(tmp, 'rot-json.log');
+    fs.writeFileSync(file, record('2024-05-01T12:00:00Z', 'one\n'));
+    const follower = new LogFollower(file);
+    expect(follower.poll().map((r) => r.log)).toEqual(['one\n']);
+    // Written after the poll, then rotated away before the next one, as the shim does.
+    fs.appendFileSync(file, record('2024-05-01T12:00:01Z', 'two\n'));
+    fs.renameSync(file, `${file}.1`);
+    fs.writeFileSync(file, record('2024-05-01T12:00:02Z', 'three\n'));
+    expect(follower.poll().map((r) => r.log)).toEqual(['two\n', 'three\n']);
+  });
+
+  it('notices a log truncated in place that grew back past where it was read', () => {
+    const file = path.join(tmp, 'trunc-json.log');
+    fs.writeFileSync(file, record('2024-05-01T12:00:00Z', 'same text\n'));
+    const follower = new LogFollower(file);
+    expect(follower.poll().map((r) => r.log)).toEqual(['same text\n']);
+    // max-file 1: truncated, then more was written than before the truncation.
+    fs.truncateSync(file, 0);
+    fs.appendFileSync(file, record('2024-05-01T12:00:05Z', 'same text\n') + record('2024-05-01T12:00:06Z', 'more\n'));
+    expect(follower.poll().map((r) => r.log)).toEqual(['same text\n', 'more\n']);
+  });
+
   it('prints project logs merged and prefixed, then new lines and new containers while following', () => {
     const dir = path.join(tmp, 'containers');
     const web = container('shop-web-1', { phase: 'Running' }, composeLabels('web', 1));
@@ -453,11 +476,11 @@ describe('argument parsing of the workload commands', () => {
     expect((await parse('stats', '--no-stream')).opts).toMatchObject({ noStream: true });
   });
 
-  it('refuses a terminal with the reason', async () => {
+  it('refuses -t when its own input is not a terminal, as docker does', async () => {
     const { execCommand } = await import('../../src/cli/commands/exec');
     const err = new StringWriter();
-    const status = await main(['exec', '-t', 'web', 'sh'], { stdout: new StringWriter(), stderr: err }, { load: () => execCommand as never, context: { startDaemon: false } });
+    const status = await main(['exec', '-it', 'web', 'sh'], { stdout: new StringWriter(), stderr: err }, { load: () => execCommand as never, context: { startDaemon: false } });
     expect(status).toBe(1);
-    expect(err.toString()).toBe(`error: ${TTY_UNSUPPORTED}\n`);
+    expect(err.toString()).toBe(`error: ${NOT_A_TTY}\n`);
   });
 });
