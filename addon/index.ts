@@ -72,6 +72,11 @@ export function shimPath(): string {
   return findBuildFile('d2p-shim');
 }
 
+/** Absolute path of the d2p-init executable (`init: true`), built next to the addon. */
+export function initPath(): string {
+  return findBuildFile('d2p-init');
+}
+
 export function isNativeError(e: unknown): e is NativeError {
   return e instanceof Error && typeof (e as NativeError).code === 'string' && typeof (e as NativeError).syscall === 'string';
 }

@@ -58,6 +58,8 @@ export function buildRuntimeConfig({ id, spec, image, mounts, netnsPath }: Confi
     init: spec.init,
     privileged: spec.privileged,
     tty: spec.tty,
+    stdinOpen: spec.stdinOpen,
+    logging: spec.logging,
     ulimits: spec.ulimits,
     sysctls: spec.sysctls,
     shmSize: spec.shmSize,

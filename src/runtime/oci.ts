@@ -2,7 +2,7 @@
 // config-linux.md) that d2p-shim executes, from a ContainerConfig. Every choice Docker
 // makes by default is made here, in TypeScript; the shim only carries it out.
 
-import { InvalidSpecError } from './errors';
+import { InvalidSpecError, RuntimeError } from './errors';
 import type { ContainerConfig, RuntimeMount } from './types';
 import type { ResolvedUser } from './user';
 
@@ -22,6 +22,8 @@ export interface OciProcess {
   capabilities: { bounding: string[]; effective: string[]; permitted: string[]; inheritable: string[]; ambient: string[] };
   rlimits: { type: string; soft: number; hard: number }[];
   noNewPrivileges: boolean;
+  /** runtime-spec config.md: the terminal's size when terminal is true. */
+  consoleSize?: { height: number; width: number };
   annotations?: Record<string, string>;
 }
 
@@ -88,6 +90,10 @@ export const ANNOTATION = {
   cgroupMemory: 'dev.d2p.cgroup.memory',
   stopSignal: 'dev.d2p.stop.signal',
   stopGrace: 'dev.d2p.stop.grace',
+  logDriver: 'dev.d2p.log.driver',
+  logMaxSize: 'dev.d2p.log.max-size',
+  logMaxFile: 'dev.d2p.log.max-file',
+  stdin: 'dev.d2p.stdin',
 } as const;
 
 export interface BundlePaths {
@@ -105,6 +111,8 @@ export interface OciInputs {
   paths: BundlePaths;
   cgroupDirs: string[];
   cgroupMemoryDir?: string;
+  /** Host path of the d2p-init executable; required when config.init is set. */
+  initPath?: string;
 }
 
 /** Docker: an explicit entrypoint replaces the image's and drops the image's CMD. */
@@ -246,6 +254,80 @@ function overlayOptions(c: ContainerConfig, lowerDirs: string[], paths: BundlePa
   return `lowerdir=${lowerDirs.join(':')},upperdir=${paths.upper},workdir=${paths.work}`;
 }
 
+/**
+ * A log size as Docker reads max-size (go-units RAMInBytes): a number with an optional
+ * k/m/g/t/p suffix (optionally followed by "b" or "ib"), binary multiples: "1k" = 1024.
+ */
+export function parseLogSize(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const power = m[2] ? 'kmgtp'.indexOf(m[2].toLowerCase()) + 1 : 0;
+  const bytes = Math.floor(Number(m[1]) * 1024 ** power);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+// Docker's json-file and local drivers (daemon/logger/jsonfilelog, daemon/logger/local):
+// the options they accept; local's defaults are 20m × 5 files.
+const LOG_OPTIONS: Record<string, string[]> = {
+  'json-file': ['max-size', 'max-file', 'compress', 'labels', 'labels-regex', 'env', 'env-regex', 'tag'],
+  local: ['max-size', 'max-file', 'compress'],
+};
+
+function logAnnotations(c: ContainerConfig): Record<string, string> {
+  const driver = c.logging?.driver ?? 'json-file';
+  const options = c.logging?.options ?? {};
+  const field = (key: string): string => `logging.options.${key}`;
+  if (driver === 'none') {
+    if (Object.keys(options).length) throw new InvalidSpecError(c.id, 'logging.options', 'the none driver takes no options');
+    return { [ANNOTATION.logDriver]: 'none' };
+  }
+  const allowed = LOG_OPTIONS[driver];
+  if (!allowed) throw new InvalidSpecError(c.id, 'logging.driver', `"${driver}" is not supported (json-file, local or none)`);
+  for (const key of Object.keys(options))
+    if (!allowed.includes(key)) throw new InvalidSpecError(c.id, field(key), `unknown option for the ${driver} log driver`);
+  if (options.compress !== undefined && options.compress !== 'false')
+    throw new InvalidSpecError(c.id, field('compress'), 'compressed rotated logs are not supported');
+  const sizeText = options['max-size'] ?? (driver === 'local' ? '20m' : undefined);
+  const fileText = options['max-file'] ?? (driver === 'local' ? '5' : undefined);
+  const out: Record<string, string> = {};
+  if (sizeText !== undefined && sizeText !== '-1') {
+    const size = parseLogSize(sizeText);
+    if (size === undefined || size < 1) throw new InvalidSpecError(c.id, field('max-size'), `"${sizeText}" is not a size such as 10m or 512k`);
+    out[ANNOTATION.logMaxSize] = String(size);
+  }
+  if (fileText !== undefined) {
+    if (!/^\d+$/.test(fileText) || Number(fileText) < 1) throw new InvalidSpecError(c.id, field('max-file'), `"${fileText}" must be an integer of at least 1`);
+    // Docker refuses this too (jsonfilelog.New): without a size nothing ever rotates.
+    if (Number(fileText) > 1 && out[ANNOTATION.logMaxSize] === undefined)
+      throw new InvalidSpecError(c.id, field('max-file'), 'needs max-size: without a size the log is never rotated');
+    out[ANNOTATION.logMaxFile] = String(Number(fileText));
+  }
+  return out;
+}
+
+function consoleSize(c: ContainerConfig): OciProcess['consoleSize'] | undefined {
+  if (!c.tty || !c.consoleSize) return undefined;
+  const { cols, rows } = c.consoleSize;
+  for (const [name, v] of [['cols', cols], ['rows', rows]] as const)
+    if (!Number.isInteger(v) || v < 1 || v > 65535) throw new InvalidSpecError(c.id, `consoleSize.${name}`, 'must be an integer from 1 to 65535');
+  return { width: cols, height: rows };
+}
+
+/**
+ * Where `init: true` puts d2p-init. /dev is the container's own tmpfs (systemMounts), so
+ * the mount point is created there and never written into the image or its upper dir,
+ * unlike Docker's /sbin/docker-init.
+ */
+export const INIT_PATH_IN_CONTAINER = '/dev/init';
+
+// Bind-mounted read-only, as Docker mounts docker-init, so the workload can't replace the
+// binary it runs under. It must follow the /dev tmpfs in the list: mounts apply in order.
+function initMounts(c: ContainerConfig, initPath: string | undefined): OciMount[] {
+  if (!c.init) return [];
+  if (!initPath) throw new RuntimeError(`container "${c.id}": init: true needs the d2p-init executable, but the runtime was given no path to it`, c.id);
+  return [{ destination: INIT_PATH_IN_CONTAINER, type: 'bind', source: initPath, options: ['bind', 'ro', 'nosuid', 'nodev', 'rprivate'] }];
+}
+
 export function defaultHostname(c: ContainerConfig): string {
   return c.hostname ?? c.id.slice(0, 12);
 }
@@ -253,7 +335,6 @@ export function defaultHostname(c: ContainerConfig): string {
 export function buildOciConfig(inputs: OciInputs): OciConfig {
   const { config: c, user, paths } = inputs;
   if (c.privileged) throw new InvalidSpecError(c.id, 'privileged', 'privileged containers are not supported');
-  if (c.init) throw new InvalidSpecError(c.id, 'init', 'an init process (tini) is not supported yet');
   const hostname = defaultHostname(c);
   const caps = resolveCapabilities(c);
   const annotations: Record<string, string> = {
@@ -262,23 +343,27 @@ export function buildOciConfig(inputs: OciInputs): OciConfig {
     [ANNOTATION.stopGrace]: c.stopGracePeriod ?? DEFAULT_STOP_GRACE,
   };
   if (inputs.cgroupMemoryDir) annotations[ANNOTATION.cgroupMemory] = inputs.cgroupMemoryDir;
+  Object.assign(annotations, logAnnotations(c));
+  if (c.stdinOpen) annotations[ANNOTATION.stdin] = 'open';
+  const console = consoleSize(c);
   if ('lowerDirs' in c.rootfs) annotations[ANNOTATION.overlay] = overlayOptions(c, c.rootfs.lowerDirs, paths);
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: c.tty ?? false,
       user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, umask: 0o022 },
-      args: resolveArgs(c),
+      args: c.init ? [INIT_PATH_IN_CONTAINER, '--', ...resolveArgs(c)] : resolveArgs(c),
       env: mergeEnv(c, hostname, user.home),
       cwd: c.workingDir || c.image?.workingDir || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       rlimits: resolveRlimits(c),
       noNewPrivileges: true,
+      ...(console ? { consoleSize: console } : {}),
     },
     root: { path: 'lowerDirs' in c.rootfs ? paths.rootfs : c.rootfs.path, readonly: c.readOnlyRootfs ?? false },
     hostname,
     ...(c.domainname ? { domainname: c.domainname } : {}),
-    mounts: [...systemMounts(c), ...etcMounts(paths), ...(c.mounts ?? []).map((m, i) => userMount(c, m, i))],
+    mounts: [...systemMounts(c), ...initMounts(c, inputs.initPath), ...etcMounts(paths), ...(c.mounts ?? []).map((m, i) => userMount(c, m, i))],
     linux: {
       namespaces: namespaces(c),
       devices: DEFAULT_DEVICES,

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { addon, shimPath as defaultShimPath } from '../../addon/index';
+import { addon, initPath as defaultInitPath, shimPath as defaultShimPath } from '../../addon/index';
 import { containerDir, readJsonIfExists, removeIfExists, writeFileAtomic, type ContainerDir } from './bundle';
 import { CgroupManager } from './cgroups';
 import { parseDuration } from '../api/duration';
@@ -19,9 +19,11 @@ import {
   ShimError,
 } from './errors';
 import { ANNOTATION, buildOciConfig, DEFAULT_STOP_GRACE, hostsFile, mergeEnv, resolvConf, type OciConfig } from './oci';
-import { execShim, runShim } from './shim';
+import { attachSocketPath } from './attach';
+import { collectSession, startExecSession } from './exec-session';
+import { runShim } from './shim';
 import { signalName, signalNumber } from './signals';
-import type { ContainerConfig, ContainerState, ContainerStats, ExecOptions, ExecResult, ExitStatus } from './types';
+import type { ContainerConfig, ContainerState, ContainerStats, ExecOptions, ExecResult, ExecSession, ExecStreamOptions, ExitStatus } from './types';
 import { resolveUser } from './user';
 
 const ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
@@ -32,6 +34,8 @@ export interface RuntimeOptions {
   /** cgroup path under each hierarchy holding this runtime's containers, e.g. "d2p". */
   cgroupParent: string;
   shimPath?: string;
+  /** d2p-init for `init: true` containers; defaults to the one built next to the addon. */
+  initPath?: string;
   /** cgroup filesystem root; tests never need to change it. */
   cgroupRoot?: string;
 }
@@ -103,11 +107,13 @@ export class Runtime {
   readonly stateDir: string;
   readonly cgroups: CgroupManager;
   private readonly shim: string;
+  private readonly initOverride?: string;
 
   constructor(opts: RuntimeOptions) {
     this.stateDir = path.resolve(opts.stateDir);
     this.cgroups = new CgroupManager({ parent: opts.cgroupParent, root: opts.cgroupRoot });
     this.shim = opts.shimPath ?? defaultShimPath();
+    this.initOverride = opts.initPath;
     fs.mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
   }
 
@@ -126,6 +132,12 @@ export class Runtime {
 
   logPath(id: string): string {
     return this.dirOf(id).log;
+  }
+
+  /** The shim's attach socket of a container with tty or stdinOpen (see attach.ts). */
+  attachPath(id: string): string {
+    this.dirOf(id);
+    return attachSocketPath(this.stateDir, id);
   }
 
   /** Prepares bundle, rootfs dirs and /etc files; no process yet (docker create). */
@@ -160,6 +172,8 @@ export class Runtime {
       user,
       paths: dir,
       cgroupDirs: this.cgroups.dirsOf(config.id),
+      // Looked up only when asked for, so containers without init don't need the binary built.
+      initPath: config.init ? (this.initOverride ?? defaultInitPath()) : undefined,
       cgroupMemoryDir: this.cgroups.version === 2 ? this.cgroups.dirsOf(config.id)[0] : this.cgroups.dirsOf(config.id).find((d) => d.includes('/memory/')),
     });
     const hostResolv = fs.existsSync('/etc/resolv.conf') ? fs.readFileSync('/etc/resolv.conf', 'utf8') : '';
@@ -172,13 +186,15 @@ export class Runtime {
 
   /** Starts the container's process through a new shim; resolves once it runs. */
   async start(id: string): Promise<ContainerState> {
-    const { dir, record } = this.record(id);
+    const { dir, record, oci } = this.record(id);
     const current = await this.state(id);
     if (current.status === 'running' || current.status === 'paused')
       throw new ContainerStateError(id, current.status, 'it is already running and is never started twice');
     this.cgroups.create(id, record.config.resources);
     removeIfExists(dir.state);
-    const outcome = await runShim({ shimPath: this.shim, bundle: dir.dir, stateDir: dir.dir, log: dir.log, id });
+    // The none driver keeps nothing, as Docker's: the shim writes its records to /dev/null.
+    const log = oci.annotations[ANNOTATION.logDriver] === 'none' ? '/dev/null' : dir.log;
+    const outcome = await runShim({ shimPath: this.shim, bundle: dir.dir, stateDir: dir.dir, log, id });
     if (!outcome.ok) {
       this.cgroups.remove(id);
       throw new ShimError(id, 'starting the container failed', outcome.error ?? { code: 'EUNKNOWN', errno: 0, syscall: '', path: '', message: outcome.raw.trim() || 'the shim exited without a report' });
@@ -342,8 +358,18 @@ export class Runtime {
     return this.cgroups.stats(id);
   }
 
-  /** docker exec: runs a process in the container's namespaces and cgroup. */
+  /** docker exec: runs a process in the container's namespaces and cgroup; output once it ended. */
   async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
+    const session = await this.execStream(id, { ...opts, stdin: opts.stdin !== undefined });
+    return collectSession(session, opts.stdin);
+  }
+
+  /**
+   * docker exec -i/-t: the process's streams as they happen. With tty the pty is opened
+   * by the shim inside the container's mount namespace (its own devpts, so the process
+   * sees /dev/pts/N), made the process's controlling terminal, and relayed by the shim.
+   */
+  async execStream(id: string, opts: ExecStreamOptions): Promise<ExecSession> {
     const { dir, record, oci } = this.record(id);
     const shim = readJsonIfExists<ShimState>(dir.state);
     const s = await this.state(id);
@@ -351,16 +377,20 @@ export class Runtime {
     if (!opts.args.length) throw new InvalidSpecError(id, 'exec.args', 'must not be empty');
     const processFile = path.join(dir.dir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
     writeFileAtomic(processFile, JSON.stringify(this.execProcess(record.config, oci, opts)));
-    try {
-      const out = await execShim({ shimPath: this.shim, pid: shim.pid, startTime: shim.pidStartTime, processFile, stdin: opts.stdin });
-      if (out.error) throw new ShimError(id, `exec ${JSON.stringify(opts.args[0])} failed`, out.error);
-      return { exitCode: out.exitCode, stdout: out.stdout, stderr: out.stderr };
-    } finally {
-      removeIfExists(processFile);
-    }
+    return startExecSession({
+      shimPath: this.shim,
+      pid: shim.pid,
+      startTime: shim.pidStartTime,
+      processFile,
+      stdin: opts.stdin ?? false,
+      tty: opts.tty ?? false,
+      containerId: id,
+      what: `exec ${JSON.stringify(opts.args[0])}`,
+      cleanup: () => removeIfExists(processFile),
+    });
   }
 
-  private execProcess(config: ContainerConfig, oci: OciConfig, opts: ExecOptions): OciConfig['process'] {
+  private execProcess(config: ContainerConfig, oci: OciConfig, opts: ExecStreamOptions): OciConfig['process'] {
     const roots = 'lowerDirs' in config.rootfs ? config.rootfs.lowerDirs : [config.rootfs.path];
     let user = oci.process.user;
     if (opts.user !== undefined) {
@@ -370,12 +400,20 @@ export class Runtime {
         throw new InvalidSpecError(config.id, 'exec.user', (e as Error).message);
       }
     }
-    const env = opts.env?.length
-      ? mergeEnv({ ...config, image: { env: oci.process.env }, env: opts.env }, oci.hostname ?? '', undefined)
-      : oci.process.env;
+    // docker exec -t sets TERM=xterm unless the container's env has one (mergeEnv's rule).
+    const env =
+      opts.env?.length || opts.tty
+        ? mergeEnv({ ...config, tty: opts.tty, image: { env: oci.process.env }, env: opts.env }, oci.hostname ?? '', undefined)
+        : oci.process.env;
+    const tty = opts.tty ?? false;
+    const consoleSize = tty && opts.cols && opts.rows ? { width: opts.cols, height: opts.rows } : undefined;
+    if (consoleSize && [consoleSize.width, consoleSize.height].some((v) => !Number.isInteger(v) || v < 1 || v > 65535))
+      throw new InvalidSpecError(config.id, 'exec.cols/rows', 'must be integers from 1 to 65535');
+    const { consoleSize: _containerConsole, ...containerProcess } = oci.process;
     return {
-      ...oci.process,
-      terminal: opts.tty ?? false,
+      ...containerProcess,
+      ...(consoleSize ? { consoleSize } : {}),
+      terminal: tty,
       args: opts.args,
       env,
       user,

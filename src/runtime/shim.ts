@@ -1,6 +1,6 @@
 // Talking to d2p-shim: `run` (returns once the workload exec'ed, or with its JSON error)
-// and `exec` (returns the process's output and exit code). See addon/src/shim/main.cc.
-import { spawn } from 'node:child_process';
+// and `exec` (a child whose stdio are the process's, plus error and control channels). See addon/src/shim/main.cc.
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as os from 'node:os';
 
 import type { NativeErrorInfo } from './errors';
@@ -54,40 +54,24 @@ export interface ShimExecArgs {
   pid: number;
   startTime: number;
   processFile: string;
-  stdin?: string | Buffer;
+  /** Give the process a stdin pipe (else the shim's stdin is /dev/null). */
+  stdin: boolean;
+  /** With a terminal the shim relays one stream: there is no separate stderr. */
+  tty: boolean;
 }
 
-export interface ShimExecOutcome {
-  exitCode: number;
-  stdout: Buffer;
-  stderr: Buffer;
-  error?: NativeErrorInfo;
-}
-
-export function execShim(a: ShimExecArgs): Promise<ShimExecOutcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      a.shimPath,
-      ['exec', '--pid', String(a.pid), '--start-time', String(a.startTime), '--process', a.processFile],
-      // fd 3 is the shim's error channel, kept apart from the process's own stderr.
-      { stdio: [a.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'] },
-    );
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    const report: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => stdout.push(b));
-    child.stderr!.on('data', (b: Buffer) => stderr.push(b));
-    (child.stdio[3] as NodeJS.ReadableStream).on('data', (b: Buffer) => report.push(b));
-    if (a.stdin !== undefined) child.stdin!.end(a.stdin);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const text = Buffer.concat(report).toString('utf8');
-      resolve({
-        exitCode: code ?? 128 + (signal ? os.constants.signals[signal] : 0),
-        stdout: Buffer.concat(stdout),
-        stderr: Buffer.concat(stderr),
-        error: text ? parseNativeError(text) : undefined,
-      });
-    });
+/**
+ * Starts `d2p-shim exec`. fd 3 is the shim's error channel (one JSON line when it failed
+ * before or instead of exec), kept apart from the process's own stderr; fd 4 carries
+ * control lines to the shim ("resize COLS ROWS", "kill SIGNUM"), see addon/src/shim/exec.cc.
+ */
+export function spawnExecShim(a: ShimExecArgs): ChildProcess {
+  return spawn(a.shimPath, ['exec', '--pid', String(a.pid), '--start-time', String(a.startTime), '--process', a.processFile], {
+    stdio: [a.stdin ? 'pipe' : 'ignore', 'pipe', a.tty ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+}
+
+/** The shim's exit code as the exec's: a signal that killed the shim itself counts as 128 + n. */
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  return code ?? 128 + (signal ? os.constants.signals[signal] : 0);
 }

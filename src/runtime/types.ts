@@ -52,6 +52,12 @@ export interface ContainerConfig {
   init?: boolean;
   privileged?: boolean;
   tty?: boolean;
+  /** docker run -i / Compose stdin_open: stdin is a pipe fed through `<bundle>/attach.sock`. */
+  stdinOpen?: boolean;
+  /** Initial terminal size of the first process (with tty). */
+  consoleSize?: { cols: number; rows: number };
+  /** Compose `logging`: json-file (default) and local rotate with max-size/max-file; none discards. */
+  logging?: { driver?: string; options?: Record<string, string> };
   ulimits?: { name: string; soft: number; hard: number }[];
   sysctls?: Record<string, string>;
   shmSize?: number;
@@ -113,6 +119,36 @@ export interface ExecOptions {
   tty?: boolean;
   /** Written to the process's stdin, then closed. */
   stdin?: string | Buffer;
+}
+
+export interface ExecStreamOptions {
+  args: string[];
+  env?: { name: string; value: string }[];
+  user?: string;
+  workingDir?: string;
+  /** A pseudo-terminal opened in the container's own devpts: stdout carries everything. */
+  tty?: boolean;
+  /** Open a stdin for the process (docker exec -i); otherwise it reads /dev/null. */
+  stdin?: boolean;
+  /** Initial terminal size (tty only). */
+  cols?: number;
+  rows?: number;
+}
+
+/** A running exec (docker exec's attached form). */
+export interface ExecSession {
+  /** null unless opened with stdin: true; end() closes the process's stdin (pipe) or stops input (tty). */
+  stdin: import('node:stream').Writable | null;
+  /** With tty, the terminal's output (stdout and stderr together). */
+  stdout: import('node:stream').Readable;
+  /** null with tty: a terminal has one output. */
+  stderr: import('node:stream').Readable | null;
+  /** TIOCSWINSZ on the terminal; the process gets SIGWINCH. No effect without tty. */
+  resize(cols: number, rows: number): void;
+  /** Sends the signal to the exec'd process (SIGKILL included). */
+  kill(signal?: string | number): void;
+  /** The process's exit code (128 + n for signal n); rejects with ShimError when it could not start. */
+  exitCode: Promise<number>;
 }
 
 export interface ExecResult {

@@ -129,6 +129,12 @@ int parse_process(const JsonNode* proc, Process* p) {
     p->has_oom_score_adj = true;
     if (json_int(proc, "oomScoreAdj", &p->oom_score_adj, "process") < 0) return -1;
   }
+  const JsonNode* console = json_get(proc, "consoleSize");
+  if (console && (json_int(console, "width", &p->console_width, "process.consoleSize") < 0 ||
+                  json_int(console, "height", &p->console_height, "process.consoleSize") < 0))
+    return -1;
+  if (p->console_width < 0 || p->console_width > 65535 || p->console_height < 0 || p->console_height > 65535)
+    return fail(0, "", "config.json", "process.consoleSize must be within 0..65535");
   const JsonNode* user = json_get(proc, "user");
   if (user && parse_user(user, p) < 0) return -1;
   const JsonNode* caps = json_get(proc, "capabilities");
@@ -220,12 +226,33 @@ int parse_linux(const JsonNode* linux, Config* c) {
   return 0;
 }
 
+// A positive decimal annotation (TS already converted "10m" to bytes); absent keeps *out.
+int annotation_number(const JsonNode* a, const char* key, long long min, long long* out) {
+  const char* text = nullptr;
+  if (json_string(a, key, &text, "annotations") < 0) return -1;
+  if (!text) return 0;
+  char* end = nullptr;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || end == text || *end || v < min)
+    return fail(0, "", "config.json", "annotations.%s: expected an integer >= %lld, got \"%.64s\"", key, min, text);
+  *out = v;
+  return 0;
+}
+
 int parse_annotations(const JsonNode* a, Config* c) {
-  return (json_string(a, "dev.d2p.rootfs.overlay", &c->overlay_options, "annotations") < 0 ||
-          json_string(a, "dev.d2p.cgroup.dirs", &c->cgroup_dirs, "annotations") < 0 ||
-          json_string(a, "dev.d2p.cgroup.memory", &c->cgroup_memory, "annotations") < 0)
-             ? -1
-             : 0;
+  const char* stdin_mode = nullptr;
+  if (json_string(a, "dev.d2p.rootfs.overlay", &c->overlay_options, "annotations") < 0 ||
+      json_string(a, "dev.d2p.cgroup.dirs", &c->cgroup_dirs, "annotations") < 0 ||
+      json_string(a, "dev.d2p.cgroup.memory", &c->cgroup_memory, "annotations") < 0 ||
+      annotation_number(a, "dev.d2p.log.max-size", 1, &c->log_max_size) < 0 ||
+      annotation_number(a, "dev.d2p.log.max-file", 1, &c->log_max_file) < 0 ||
+      json_string(a, "dev.d2p.stdin", &stdin_mode, "annotations") < 0)
+    return -1;
+  if (stdin_mode && strcmp(stdin_mode, "open") != 0)
+    return fail(0, "", "config.json", "annotations.dev.d2p.stdin: expected \"open\", got \"%.64s\"", stdin_mode);
+  c->stdin_open = stdin_mode != nullptr;
+  return 0;
 }
 
 int load_json(const char* path, Config* c) {

@@ -52,6 +52,8 @@ struct Process {
   bool no_new_privileges = false;
   bool has_oom_score_adj = false;
   long long oom_score_adj = 0;
+  // process.consoleSize (runtime-spec config.md): the terminal's initial size, 0 = unset.
+  long long console_width = 0, console_height = 0;
 };
 
 struct Sysctl {
@@ -83,6 +85,13 @@ struct Config {
   const char* overlay_options = nullptr;  // dev.d2p.rootfs.overlay: overlayfs mount data
   const char* cgroup_dirs = nullptr;      // dev.d2p.cgroup.dirs: ':'-separated dirs to join
   const char* cgroup_memory = nullptr;    // dev.d2p.cgroup.memory: dir read for OOM kills
+  // dev.d2p.log.max-size / max-file: json-file rotation (Docker's json-file options);
+  // 0 = never rotate. Numbers travel as decimal strings, annotations being strings.
+  long long log_max_size = 0;
+  long long log_max_file = 1;
+  // dev.d2p.stdin = "open": the workload's stdin is a pipe fed through attach.sock
+  // (docker run -i / Compose stdin_open) instead of /dev/null.
+  bool stdin_open = false;
 };
 
 // Parses bundle/config.json (or a bare process.json for exec when process_only).

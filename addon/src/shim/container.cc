@@ -60,6 +60,8 @@ int setup_stdio(const InitArgs* a) {
   if (a->cfg->process.terminal) {
     int master, slave;
     if (open_pty(&master, &slave) < 0) return -1;
+    const Process* p = &a->cfg->process;
+    if (set_window_size(master, p->console_width, p->console_height) < 0) return -1;
     if (send_fd(a->sync_fd, 'T', master) < 0) return -1;
     close(master);
     return become_tty_session(slave);
@@ -91,6 +93,16 @@ int open_pty(int* master, int* slave) {
   if (s < 0) { int e = errno; close(m); return fail(e, "ioctl", "/dev/ptmx", "opening the pty peer"); }
   *master = m;
   *slave = s;
+  return 0;
+}
+
+int set_window_size(int master, long long cols, long long rows) {
+  if (cols <= 0 || rows <= 0) return 0;
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_col = static_cast<unsigned short>(cols);
+  ws.ws_row = static_cast<unsigned short>(rows);
+  if (ioctl(master, TIOCSWINSZ, &ws) < 0) return fail(errno, "ioctl", "TIOCSWINSZ", "setting the terminal size");
   return 0;
 }
 

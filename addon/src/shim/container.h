@@ -8,7 +8,7 @@ namespace shim {
 struct InitArgs {
   const Config* cfg;
   int sync_fd;    // socket to the supervisor: 'g' in; 'T'+pty fd or 'E'+error JSON out
-  int stdin_fd;   // /dev/null of the host
+  int stdin_fd;   // /dev/null of the host, or the read end of the stdin pipe (stdin_open)
   int stdout_fd;  // write ends of the log pipes (unused with a terminal)
   int stderr_fd;
 };
@@ -19,6 +19,8 @@ struct InitArgs {
 [[noreturn]] void child_fail(int fd);
 // Opens a pty pair in the devpts mounted at /dev/pts of the current root.
 int open_pty(int* master, int* slave);
+// TIOCSWINSZ on the master; 0 columns or rows leave the kernel's default (ioctl_tty(2)).
+int set_window_size(int master, long long cols, long long rows);
 // Makes `slave` the controlling terminal and stdio of this process (new session).
 int become_tty_session(int slave);
 // Sends/receives one fd with SCM_RIGHTS (unix(7)), tagged with byte `tag`.

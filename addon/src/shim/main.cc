@@ -45,11 +45,13 @@ struct Launch {
   int sync[2] = {-1, -1};
   int out[2] = {-1, -1};
   int err[2] = {-1, -1};
+  int in[2] = {-1, -1};  // stdin pipe when stdin is open (docker run -i)
   int devnull = -1;
   int log_fd = -1;
   int signal_fd = -1;
   int pty_master = -1;
   State state;
+  Attach attach;
 };
 
 const char* flag_value(int argc, char** argv, const char* name) {
@@ -83,6 +85,8 @@ int open_files(Launch* l, const RunArgs* a) {
     return fail(errno, "socketpair", "", "creating the sync channel");
   if (!l->cfg.process.terminal && (pipe2(l->out, O_CLOEXEC) < 0 || pipe2(l->err, O_CLOEXEC) < 0))
     return fail(errno, "pipe2", "", "creating the output pipes");
+  if (!l->cfg.process.terminal && l->cfg.stdin_open && pipe2(l->in, O_CLOEXEC) < 0)
+    return fail(errno, "pipe2", "", "creating the stdin pipe");
   sigset_t set;
   supervisor_signals(&set);
   // Blocked before the clone so no signal is lost in between; the child unblocks.
@@ -184,12 +188,14 @@ int run_supervisor(Launch* l, const RunArgs* a, int status_fd) {
   if (child < 0) return fail(errno, "clone", "", "creating the container process"), report_json(status_fd), 1;
   if (child == 0) {
     close_fd(&l->sync[0]);
-    InitArgs ia = {&l->cfg, l->sync[1], l->devnull, l->out[1], l->err[1]};
+    close_fd(&l->in[1]);
+    InitArgs ia = {&l->cfg, l->sync[1], l->in[0] >= 0 ? l->in[0] : l->devnull, l->out[1], l->err[1]};
     container_init(&ia);
   }
   close_fd(&l->sync[1]);
   close_fd(&l->out[1]);
   close_fd(&l->err[1]);
+  close_fd(&l->in[0]);
   char error[2048];
   int started = -1;
   if (join_cgroups(&l->cfg, child) == 0 && start_state(l, a, child) == 0 && write_all(l->sync[0], "g", 1) == 0)
@@ -202,11 +208,20 @@ int run_supervisor(Launch* l, const RunArgs* a, int status_fd) {
     else write_all(status_fd, error, strlen(error));
     return 1;
   }
+  bool tty = l->cfg.process.terminal;
+  // Listening before "running" is recorded: whoever sees the container run can attach.
+  Attach* attach = nullptr;
+  if (tty || l->cfg.stdin_open) {
+    l->attach.tty = tty;
+    l->attach.input_fd = tty ? l->pty_master : l->in[1];
+    if (attach_listen(&l->attach, a->state_dir) < 0) return kill(child, SIGKILL), report_json(status_fd), 1;
+    attach = &l->attach;
+  }
   format_timestamp(l->state.started_at, sizeof l->state.started_at);
   l->state.status = "running";
   if (write_state(&l->state) < 0) return kill(child, SIGKILL), report_json(status_fd), 1;
-  Supervision sv = {&l->state, l->log_fd, l->cfg.process.terminal ? l->pty_master : l->out[0],
-                    l->cfg.process.terminal ? -1 : l->err[0], l->signal_fd, xstrdup(l->cfg.cgroup_memory)};
+  Supervision sv = {&l->state, l->log_fd, tty ? l->pty_master : l->out[0], tty ? -1 : l->err[0], l->signal_fd,
+                    xstrdup(l->cfg.cgroup_memory), a->log, l->cfg.log_max_size, l->cfg.log_max_file, 0, attach};
   if (write_all(status_fd, "ok\n", 3) < 0) return 1;
   close(status_fd);
   // The parsed config is not needed while supervising; give its memory back (RSS budget).

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +35,31 @@ void note_log_error(Supervision* s) {
     snprintf(s->state->log_error, sizeof s->state->log_error, "%.200s: %.50s", g_status.message, strerror(g_status.err));
 }
 
+// log.(N-2) → log.(N-1), …, log → log.1, then a new empty log: the names and order of
+// Docker's json-file driver, so the newest records are always in the main file. With
+// max-file 1 the log is truncated in place instead (O_APPEND writes restart at 0).
+int rotate_log(Supervision* s) {
+  if (s->log_max_file <= 1) {
+    if (ftruncate(s->log_fd, 0) < 0) return fail(errno, "ftruncate", s->log_path, "truncating the log for rotation");
+    s->log_size = 0;
+    return 0;
+  }
+  char from[1100], to[1100];
+  for (long long i = s->log_max_file - 1; i >= 1; i--) {
+    if (i == 1) snprintf(from, sizeof from, "%s", s->log_path);
+    else snprintf(from, sizeof from, "%s.%lld", s->log_path, i - 1);
+    snprintf(to, sizeof to, "%s.%lld", s->log_path, i);
+    // Fewer rotations than max-file so far: the older names do not exist yet.
+    if (rename(from, to) < 0 && errno != ENOENT) return fail(errno, "rename", from, "rotating the log to %s", to);
+  }
+  int fd = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return fail(errno, "open", s->log_path, "creating the log after rotation");
+  close(s->log_fd);
+  s->log_fd = fd;
+  s->log_size = 0;
+  return 0;
+}
+
 void emit(Supervision* s, Stream* st, const char* data, size_t n) {
   char ts[40];
   format_timestamp(ts, sizeof ts);
@@ -45,8 +72,10 @@ void emit(Supervision* s, Stream* st, const char* data, size_t n) {
     note_log_error(s);
     return;
   }
+  if (s->log_max_size > 0 && s->log_size >= s->log_max_size && rotate_log(s) < 0) note_log_error(s);
   // A full disk must not stop the workload; the failure is kept in state.json instead.
   if (write_all(s->log_fd, g_record.data, g_record.len) < 0) note_log_error(s);
+  else s->log_size += static_cast<long long>(g_record.len);
 }
 
 void consume(Supervision* s, Stream* st, const char* data, size_t n) {
@@ -72,6 +101,8 @@ bool drain(Supervision* s, Stream* st) {
   ssize_t n = read(st->fd, buf, sizeof buf);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
   if (n > 0) {
+    // A terminal's output goes to attached clients as it is, and to the log as records.
+    if (s->attach && s->attach->tty && st->fd == s->stdout_fd) attach_output(s->attach, buf, static_cast<size_t>(n));
     consume(s, st, buf, static_cast<size_t>(n));
     return true;
   }
@@ -81,6 +112,8 @@ bool drain(Supervision* s, Stream* st) {
   }
   if (st->len) emit(s, st, st->line, st->len);
   st->len = 0;
+  // The pty master is also where attached input goes: it must not be used once closed.
+  if (s->attach && s->attach->tty && s->attach->input_fd == st->fd) s->attach->input_fd = -1;
   close(st->fd);
   st->fd = -1;
   return false;
@@ -170,19 +203,25 @@ int supervise(Supervision* s) {
   Stream out = {s->stdout_fd, "stdout", static_cast<char*>(malloc(kLineMax)), 0};
   Stream err = {s->stderr_fd, "stderr", s->stderr_fd >= 0 ? static_cast<char*>(malloc(kLineMax)) : nullptr, 0};
   if (!out.line || (err.fd >= 0 && !err.line)) return fail(ENOMEM, "malloc", "", "allocating log buffers");
+  struct stat log_st;
+  if (fstat(s->log_fd, &log_st) == 0) s->log_size = log_st.st_size;  // a restart appends to the old log
   while (!s->state->exited || out.fd >= 0 || err.fd >= 0) {
-    struct pollfd p[3] = {{s->signal_fd, POLLIN, 0}, {out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}};
-    if (poll(p, 3, -1) < 0) {
+    struct pollfd p[3 + kAttachPollFds] = {{s->signal_fd, POLLIN, 0}, {out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}};
+    if (s->attach) attach_poll_fds(s->attach, p + 3);
+    else for (size_t i = 3; i < 3 + kAttachPollFds; i++) p[i] = {-1, 0, 0};
+    if (poll(p, 3 + kAttachPollFds, -1) < 0) {
       if (errno == EINTR) continue;
       return fail(errno, "poll", "", "waiting for the workload");
     }
     if (p[1].revents) drain(s, &out);
     if (p[2].revents) drain(s, &err);
+    if (s->attach && attach_handle(s->attach, p + 3) < 0) note_log_error(s);
     if (p[0].revents) handle_signal(s);
   }
   free(out.line);
   free(err.line);
   g_record.release();
+  if (s->attach && attach_close(s->attach, s->state->state_dir) < 0) note_log_error(s);
   s->state->status = "stopped";
   return write_state(s->state);
 }

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include "attach.h"
+
 namespace shim {
 
 struct State {
@@ -33,6 +35,13 @@ struct Supervision {
   int stderr_fd;  // read end of stderr, -1 with a terminal
   int signal_fd;
   char* cgroup_memory;  // for OOM detection, may be null
+  // json-file rotation as Docker's driver (daemon/logger/loggerutils): before a record
+  // is written, a log of max_size bytes or more is rotated; 0 = never.
+  const char* log_path;
+  long long log_max_size;
+  long long log_max_file;
+  long long log_size;  // bytes in the current file
+  Attach* attach;      // null when neither a terminal nor stdin is attachable
 };
 
 // Runs until the workload exited and its output is drained; returns the shim exit code.

@@ -2,8 +2,11 @@
 // [--entrypoint E] [--restart P] IMAGE [CMD…] — docker run: an Image object (when none
 // has that ref) and a Container object in namespace "default", then, attached, the
 // container's output as it comes and its exit code as ours; --rm deletes it afterwards;
-// -d prints the name and returns. Parsing is a pure function (buildRunObjects) so every
-// flag's meaning is tested without a daemon.
+// -d prints the name and returns. -t gives the container's process a pseudo-terminal
+// (held by its shim) and -i an open stdin; the CLI reaches both through the shim's
+// attach.sock (src/runtime/attach.ts), with our terminal in raw mode for -it so keys,
+// Ctrl-C included, go to the container. Parsing is a pure function (buildRunObjects) so
+// every flag's meaning is tested without a daemon.
 import { isIP } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,8 +17,10 @@ import type { Client } from '../../client';
 import { imageObjectName } from '../../compose/convert';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
-import { parseEnvFlags, TTY_UNSUPPORTED } from './exec';
-import { getIfExists, interruptSignal, removeContainer, setDesiredState, sleep } from './lifecycle';
+import * as fs from 'node:fs';
+import { attach as attachSocket, attachSocketPath, type AttachSession } from '../../runtime/attach';
+import { bridgeTerminal, NOT_A_TTY, parseEnvFlags, pipeToWriter, type TerminalBridge, type TerminalStreams } from './exec';
+import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState, sleep } from './lifecycle';
 import { PrefixedPrinter, ProjectFollower } from './logs';
 
 export interface RunFlags {
@@ -42,6 +47,8 @@ export interface RunOptions extends RunFlags {
   signal?: AbortSignal;
   /** Tests pin the generated name. */
   random?: () => number;
+  /** The terminal side for -i/-t (process.stdin/stdout by default). */
+  terminal?: TerminalStreams;
 }
 
 /** Labels d2p puts on what `run` creates, so `d2p get ctr -l d2p.dev/run=true` finds them. */
@@ -182,6 +189,8 @@ export function buildRunObjects(flags: RunFlags, opts: { cwd: string; env?: Reco
   if (flags.user !== undefined) spec.user = flags.user;
   if (flags.hostname !== undefined) spec.hostname = flags.hostname;
   if (flags.init) spec.init = true;
+  if (flags.tty) spec.tty = true;
+  if (flags.interactive) spec.stdinOpen = true;
   Object.assign(spec, parseRestart(flags.restart ?? 'no'));
   if (flags.rm && spec.restartPolicy !== 'no') {
     throw new CliError('conflicting options: cannot specify both --restart and --rm', { code: 'D2P_USAGE' });
@@ -214,9 +223,9 @@ const START_TIMEOUT_MS = 5 * 60_000;
 const REMOVE_TIMEOUT_MS = 60_000;
 
 export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise<number> {
-  if (opts.tty) throw new CliError(TTY_UNSUPPORTED, { code: 'D2P_TTY_UNSUPPORTED', exitCode: EXIT_RUN_FAILED });
-  if (opts.interactive) {
-    throw new CliError('-i is not supported yet: containers started by d2p run have no stdin to attach to', { code: 'D2P_STDIN_UNSUPPORTED', exitCode: EXIT_RUN_FAILED });
+  const term = opts.terminal ?? { input: process.stdin, output: process.stdout };
+  if (opts.tty && opts.interactive && !opts.detach && term.input.isTTY !== true) {
+    throw new CliError(NOT_A_TTY, { code: 'D2P_NOT_A_TTY', exitCode: EXIT_RUN_FAILED });
   }
   if (opts.name !== undefined) checkName(opts.name);
   const cwd = opts.cwd ?? process.cwd();
@@ -231,9 +240,11 @@ export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise
     return 0;
   }
   const interrupt = interruptSignal(opts.signal);
+  const session = opts.tty || opts.interactive ? new SessionAttacher(ctx, container, term, { tty: opts.tty === true, interactive: opts.interactive === true }) : undefined;
   try {
-    return await attach(client, container, ctx, interrupt.signal);
+    return await attach(client, container, ctx, interrupt.signal, session);
   } finally {
+    session?.dispose();
     interrupt.dispose();
     if (opts.rm) await removeContainer(client, container, REMOVE_TIMEOUT_MS);
   }
@@ -277,10 +288,11 @@ function isFinished(c: Container | undefined): boolean {
  * attaches them) until it has finished, then returns its exit code. Ctrl-C stops it
  * (desired state "stopped"), and the exit code is then the one it stopped with.
  */
-async function attach(client: Client, container: Container, ctx: CommandContext, signal: AbortSignal): Promise<number> {
+async function attach(client: Client, container: Container, ctx: CommandContext, signal: AbortSignal, session?: SessionAttacher): Promise<number> {
   const printer = new PrefixedPrinter(ctx.io.stdout, { colour: false, timestamps: false, prefix: false, stderr: ctx.io.stderr });
   const follower = new ProjectFollower(ctx.paths.containers, printer);
-  follower.addNew([container]);
+  // With a terminal the output comes raw over attach.sock; the log has it as records.
+  if (!session?.tty) follower.addNew([container]);
   let stopping = false;
   let last: Container | undefined = container;
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -288,6 +300,7 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
     follower.pollOnce();
     last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
     if (isFinished(last)) break;
+    if (last?.status?.phase === 'Running') await session?.tryAttach();
     if (last?.status?.startedAt === undefined) await checkImage(client, container);
     if (signal.aborted && !stopping) {
       stopping = true;
@@ -302,7 +315,68 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
     await sleep(100);
   }
   follower.pollOnce();
+  await session?.outputDone();
   return exitCodeOf(container.metadata.name, last, ctx);
+}
+
+const OUTPUT_DRAIN_MS = 2000;
+
+/**
+ * docker run -i/-t's attachment: once the container runs, connects to its shim's
+ * attach.sock, forwards our stdin (raw with -it) and window size, and with -t copies the
+ * terminal's output to ours. The shim kept what the terminal printed before we came.
+ */
+class SessionAttacher {
+  private socket: AttachSession | undefined;
+  private bridge: TerminalBridge | undefined;
+  private copy: Promise<void> | undefined;
+
+  constructor(
+    private readonly ctx: CommandContext,
+    private readonly container: Container,
+    private readonly term: TerminalStreams,
+    readonly opts: { tty: boolean; interactive: boolean },
+  ) {}
+
+  get tty(): boolean {
+    return this.opts.tty;
+  }
+
+  async tryAttach(): Promise<void> {
+    if (this.socket) return;
+    const socketPath = attachSocketPath(this.ctx.paths.containers, containerId(this.container));
+    // The shim creates it before the container is recorded as running.
+    if (!fs.existsSync(socketPath)) return;
+    const socket = await attachSocket(socketPath);
+    this.socket = socket;
+    socket.output.on('error', (err: NodeJS.ErrnoException) => {
+      // The shim going away mid-write ends the session; the exit code comes from the API.
+      if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') throw err;
+    });
+    if (this.opts.tty) this.copy = pipeToWriter(socket.output, this.ctx.io.stdout);
+    else socket.output.resume();
+    this.bridge = bridgeTerminal(this.term, {
+      raw: this.opts.tty && this.opts.interactive,
+      input: this.opts.interactive,
+      onInput: (data) => socket.write(data),
+      onEnd: () => socket.endInput(),
+      onResize: (cols, rows) => socket.resize(cols, rows),
+    });
+    if (this.opts.tty && this.bridge.size) socket.resize(this.bridge.size.cols, this.bridge.size.rows);
+  }
+
+  /** The terminal's last output, which the shim sends just before it closes the socket. */
+  async outputDone(): Promise<void> {
+    if (!this.copy) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.copy, new Promise<void>((resolve) => (timer = setTimeout(resolve, OUTPUT_DRAIN_MS)))]);
+    clearTimeout(timer);
+  }
+
+  dispose(): void {
+    this.bridge?.dispose();
+    this.socket?.output.destroy();
+  }
 }
 
 /** A pull that failed will not heal by waiting: say so instead of waiting for the deadline. */
