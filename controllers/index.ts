@@ -7,6 +7,7 @@ import { containerController } from './container';
 import { serviceController } from './service';
 import { imageController } from './image';
 import { networkController } from './network';
+import { buildController } from './build';
 
 export interface StartControllersOptions {
   client: ClientProvider;
@@ -32,6 +33,7 @@ export async function startControllers(opts: StartControllersOptions): Promise<R
   manager.register(serviceController());
   manager.register(imageController());
   manager.register(networkController());
+  manager.register(buildController(opts.containerCgroupParent ? { cgroupParent: `${opts.containerCgroupParent}-build` } : {}));
   await manager.start();
   return { manager, stop: () => manager.stop() };
 }

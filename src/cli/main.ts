@@ -10,9 +10,9 @@ import { CliError, ReportedError, type CliIO } from './io';
 type Action<O> = (opts: O, ctx: CommandContext) => Promise<number>;
 
 /** The Compose commands of issue 5; `lifecycle` serves start|stop|restart|kill|pause|unpause|rm. */
-const WORKLOAD_COMMANDS = ['up', 'down', 'ps', 'logs', 'exec', 'run', 'lifecycle', 'stats', 'top'] as const;
+const WORKLOAD_COMMANDS = ['up', 'down', 'ps', 'logs', 'exec', 'run', 'lifecycle', 'stats', 'top', 'port'] as const;
 
-export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', ...WORKLOAD_COMMANDS] as const;
+export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', 'build', ...WORKLOAD_COMMANDS] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Finds a command's function; each lives in commands/<name>.ts as `<name>Command`. */
@@ -179,6 +179,7 @@ export function buildProgram(io: CliIO, run: Runner): Command {
 
   registerWorkloadCommands(program, run);
   registerImageCommands(program, run);
+  registerBuildCommand(program, run);
   return program;
 }
 
@@ -205,6 +206,36 @@ function registerImageCommands(program: Command, run: Runner): void {
   }
 }
 
+/** docker build, run in the CLI process (commands/build.ts). */
+function registerBuildCommand(program: Command, run: Runner): void {
+  addGlobalOptions(program.command('build'))
+    .description('build an image from a Dockerfile and a context directory: d2p build [OPTIONS] PATH')
+    .argument('<path>', 'the build context directory')
+    .option('-t, --tag <name:tag>', 'name and tag of the image; repeatable', collect)
+    .option('-f, --file <path>', 'the Dockerfile (default: PATH/Dockerfile)')
+    .option('--build-arg <K=V>', 'build-time variable; repeatable', collect)
+    .option('--target <stage>', 'build this stage and the ones it needs only')
+    .option('--no-cache', 'run every step, ignoring the build cache')
+    .option('--progress <mode>', 'auto, plain or tty', 'auto')
+    .option('--network <mode>', 'network of RUN steps: none (default) or host')
+    .option('--platform <os/arch>', 'platform of the image (default: this machine)')
+    .option('-q, --quiet', 'print only the image ID')
+    .action((contextPath: string, flags: Record<string, unknown>, cmd: Command) =>
+      run(cmd, 'build', {
+        path: contextPath,
+        tags: flags.tag,
+        file: flags.file,
+        buildArgs: flags.buildArg,
+        target: flags.target,
+        noCache: flags.cache === false,
+        progress: flags.progress,
+        network: flags.network,
+        platform: flags.platform,
+        quiet: flags.quiet,
+      }),
+    );
+}
+
 /** -p/--filename/--profile of the Compose commands; `-f` stays free where docker gives it another meaning (logs -f, rm -f). */
 function addProjectOptions(cmd: Command, shortFile = true): Command {
   return cmd
@@ -225,7 +256,7 @@ function registerWorkloadCommands(program: Command, run: Runner): void {
     .option('-d, --detach', 'return once applied')
     .option('--wait', 'return once every service is available (implies -d)')
     .option('--wait-timeout <seconds>', 'how long --wait waits')
-    .option('--build', 'build images first (not supported yet)')
+    .option('--build', 'build the images of services with a build: section first')
     .option('--no-color', 'no colours in the log prefixes')
     .action((flags: Flags, cmd: Command) =>
       run(cmd, 'up', { ...projectOptions(flags), detach: flags.detach, wait: flags.wait, waitTimeout: flags.waitTimeout, build: flags.build, noColor: flags.color === false }),
@@ -276,7 +307,7 @@ function registerWorkloadCommands(program: Command, run: Runner): void {
     .argument('<command...>', 'command and its arguments')
     .passThroughOptions()
     // --tty before --no-tty: defined first, --no-tty would make a terminal the default (commander).
-    .option('-t, --tty', 'a terminal (not supported yet)')
+    .option('-t, --tty', 'a pseudo-terminal (with -i: interactive, raw mode, resize, Ctrl-C to the container)')
     .option('-T, --no-tty', 'no terminal (the default)')
     .option('-i, --interactive', 'pass stdin to the command')
     .option('-e, --env <K=V>', 'environment variable; repeatable', collect)
@@ -303,8 +334,8 @@ function registerWorkloadCommands(program: Command, run: Runner): void {
     .option('--restart <policy>', 'no, always, unless-stopped, on-failure[:N]')
     .option('--init', 'run an init as PID 1')
     .option('--hostname <name>', 'hostname')
-    .option('-t, --tty', 'a terminal (not supported yet)')
-    .option('-i, --interactive', 'attach stdin (not supported yet)')
+    .option('-t, --tty', 'a pseudo-terminal (with -i: interactive, raw mode, resize, Ctrl-C to the container)')
+    .option('-i, --interactive', 'attach stdin')
     .action((image: string, command: string[], flags: Flags, cmd: Command) =>
       run(cmd, 'run', {
         image,
@@ -338,6 +369,14 @@ function registerWorkloadCommands(program: Command, run: Runner): void {
     .description("the processes of a container (or of a service's containers)")
     .argument('<targets...>', 'containers or services')
     .action((targets: string[], flags: Flags, cmd: Command) => run(cmd, 'top', { ...projectOptions(flags), targets }));
+  addGlobalOptions(program.command('port'))
+    .description('where the ports of a container are published (the real host port, also a random one)')
+    .argument('<container>', 'container name')
+    .argument('[private-port]', 'PORT or PORT/tcp|udp')
+    .option('-n, --namespace <ns>', 'namespace (Compose project) of the container')
+    .action((container: string, privatePort: string | undefined, flags: Flags, cmd: Command) =>
+      run(cmd, 'port', { container, privatePort, namespace: flags.namespace as string | undefined }),
+    );
 }
 
 export interface MainOptions {

@@ -301,6 +301,7 @@ describe('loading', () => {
       'Network/shop_back',
       'Volume/shop_orders',
       'Image/127.0.0.1-5000-d2p-busybox-stable',
+      'Build/web',
       'Service/web',
       'Service/api',
       'Service/worker',

@@ -8,12 +8,13 @@
 //    state "stopped", as compose stops them) and exits 130.
 import { parseDuration } from '../../api/duration';
 import type { Condition } from '../../api/meta';
-import type { Container, Service } from '../../api/types';
+import type { Build, Container, Service } from '../../api/types';
 import type { Client } from '../../client';
 import { ComposeError, loadCompose } from '../../compose';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
 import { applyCommand } from './apply';
+import { buildObjects } from './build';
 import { interruptSignal, isStopped, setDesiredState, sleep } from './lifecycle';
 import { PrefixedPrinter, ProjectFollower, wantsColour } from './logs';
 import { containerLabel, findComposeFile, projectContainers, serviceOf, type ProjectFlags } from './ps';
@@ -41,7 +42,7 @@ export async function upCommand(opts: UpOptions, ctx: CommandContext): Promise<n
   if (files.length === 0) throw new CliError(`no configuration file provided: not found (looked in ${cwd} and its parents); pass -f FILE`, { code: 'D2P_NO_PROJECT' });
   const waitTimeoutMs = parseWaitTimeout(opts.waitTimeout);
   const loaded = await loadProject(files, opts);
-  checkBuilds(loaded.builds, opts.build ?? false, ctx);
+  await buildFirst(loaded.builds, opts.build ?? false, ctx);
   const applied = await applyCommand({ files, projectName: opts.projectName, profiles: opts.profiles }, ctx);
   if (applied !== 0) return applied;
   const client = await ctx.client();
@@ -66,8 +67,8 @@ function parseWaitTimeout(text: string | undefined): number {
 interface LoadedProject {
   project: string;
   services: string[];
-  /** "service ← Build name" of services built from a Dockerfile. */
-  builds: string[];
+  /** The Build objects of services built from a Dockerfile. */
+  builds: Build[];
 }
 
 async function loadProject(files: string[], opts: UpOptions): Promise<LoadedProject> {
@@ -76,7 +77,7 @@ async function loadProject(files: string[], opts: UpOptions): Promise<LoadedProj
     return {
       project,
       services: objects.filter((o) => o.kind === 'Service').map((o) => o.metadata.name),
-      builds: objects.filter((o) => o.kind === 'Build').map((o) => o.metadata.name),
+      builds: objects.filter((o): o is Build => o.kind === 'Build'),
     };
   } catch (err) {
     if (err instanceof ComposeError) throw new CliError(err.message, { code: err.code, cause: err });
@@ -84,15 +85,14 @@ async function loadProject(files: string[], opts: UpOptions): Promise<LoadedProj
   }
 }
 
-/** Builds are not implemented yet: --build says so; without it the user is warned the services will wait. */
-function checkBuilds(builds: readonly string[], build: boolean, ctx: CommandContext): void {
-  if (builds.length === 0) return;
-  if (build) {
-    throw new CliError(`--build: building images is not supported yet (Build objects ${builds.join(', ')}); use image: with a pullable image`, {
-      code: 'D2P_BUILD_UNSUPPORTED',
-    });
-  }
-  ctx.io.stderr.write(`warning: ${builds.join(', ')}: building images is not supported yet; services built from a Dockerfile will wait for their image\n`);
+/**
+ * --build: every Build of the project is built here, in the CLI process, before the apply
+ * (compose builds before it creates containers). Without --build the Build controller
+ * builds them in the daemon and the services wait for their image.
+ */
+async function buildFirst(builds: readonly Build[], build: boolean, ctx: CommandContext): Promise<void> {
+  if (builds.length === 0 || !build) return;
+  await buildObjects(builds, ctx);
 }
 
 // ------------------------------------------------------------------------------ --wait
