@@ -13,6 +13,7 @@ import { parseDuration } from '../../api/duration';
 import { ContainerStateError } from '../../runtime/errors';
 import { Runtime } from '../../runtime/runtime';
 import type { CommandContext } from '../context';
+import { ObjectChanges } from '../changes';
 import { CliError, ReportedError } from '../io';
 import { runtimeId } from '../logs-reader';
 import { COMPOSE_LABELS } from '../../api/types';
@@ -147,9 +148,10 @@ const POLL_START_MS = 50;
 const POLL_MAX_MS = 500;
 
 /**
- * Polls a container until `done` says so; undefined when it is gone. Polling with GET
- * (50 ms growing to 500 ms) rather than a watch keeps this correct whatever events were
- * missed, which is the level-triggered rule the controllers follow too.
+ * Reads a container until `done` says so; undefined when it is gone. Each check is a GET,
+ * which keeps this correct whatever events were missed (the level-triggered rule the
+ * controllers follow too); a watch only wakes it early, and without one it still looks
+ * again after 50 ms growing to 500 ms.
  */
 export async function waitForContainer(
   client: Client,
@@ -157,21 +159,25 @@ export async function waitForContainer(
   done: (c: Container | undefined) => boolean,
   opts: { timeoutMs: number; what: string; signal?: AbortSignal },
 ): Promise<Container | undefined> {
-  const deadline = Date.now() + opts.timeoutMs;
-  let interval = POLL_START_MS;
-  for (;;) {
-    const current = await getIfExists(client, target.metadata.namespace ?? 'default', target.metadata.name);
-    if (done(current)) return current;
-    if (opts.signal?.aborted) throw new CliError(`interrupted while waiting for ${target.metadata.name} to ${opts.what}`, { code: 'D2P_INTERRUPTED', exitCode: 130 });
-    if (Date.now() >= deadline) {
-      const phase = current?.status?.phase ?? 'unknown';
-      const why = current?.status?.message ? `: ${current.status.message}` : '';
-      throw new CliError(`timed out after ${Math.round(opts.timeoutMs / 1000)}s waiting for container ${target.metadata.name} to ${opts.what} (phase ${phase}${why})`, {
-        code: 'D2P_TIMEOUT',
-      });
+  const namespace = target.metadata.namespace ?? 'default';
+  const changes = new ObjectChanges(client, 'Container', { namespace, name: target.metadata.name });
+  try {
+    const deadline = Date.now() + opts.timeoutMs;
+    for (let interval = POLL_START_MS; ; interval = Math.min(interval * 2, POLL_MAX_MS)) {
+      const current = await getIfExists(client, namespace, target.metadata.name);
+      if (done(current)) return current;
+      if (opts.signal?.aborted) throw new CliError(`interrupted while waiting for ${target.metadata.name} to ${opts.what}`, { code: 'D2P_INTERRUPTED', exitCode: 130 });
+      if (Date.now() >= deadline) {
+        const phase = current?.status?.phase ?? 'unknown';
+        const why = current?.status?.message ? `: ${current.status.message}` : '';
+        throw new CliError(`timed out after ${Math.round(opts.timeoutMs / 1000)}s waiting for container ${target.metadata.name} to ${opts.what} (phase ${phase}${why})`, {
+          code: 'D2P_TIMEOUT',
+        });
+      }
+      await changes.next(Math.min(interval, Math.max(0, deadline - Date.now())), opts.signal);
     }
-    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), opts.signal);
-    interval = Math.min(interval * 2, POLL_MAX_MS);
+  } finally {
+    changes.stop();
   }
 }
 

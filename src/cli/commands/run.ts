@@ -16,11 +16,12 @@ import type { Container, ContainerSpec, Image, Mount, PortMapping, RestartPolicy
 import type { Client } from '../../client';
 import { imageObjectName } from '../../compose/convert';
 import type { CommandContext } from '../context';
+import { ObjectChanges } from '../changes';
 import { CliError } from '../io';
 import * as fs from 'node:fs';
 import { attach as attachSocket, attachSocketPath, type AttachSession } from '../../runtime/attach';
 import { bridgeTerminal, NOT_A_TTY, parseEnvFlags, pipeToWriter, type TerminalBridge, type TerminalStreams } from './exec';
-import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState, sleep } from './lifecycle';
+import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState } from './lifecycle';
 import { PrefixedPrinter, ProjectFollower } from './logs';
 
 export interface RunFlags {
@@ -296,23 +297,29 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
   let stopping = false;
   let last: Container | undefined = container;
   const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    follower.pollOnce();
-    last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
-    if (isFinished(last)) break;
-    if (last?.status?.phase === 'Running') await session?.tryAttach();
-    if (last?.status?.startedAt === undefined) await checkImage(client, container);
-    if (signal.aborted && !stopping) {
-      stopping = true;
-      await setDesiredState(client, last!, 'stopped');
+  // Output is read from the log every 100 ms; a state change wakes the loop at once.
+  const changes = new ObjectChanges(client, 'Container', { namespace: DEFAULT_NAMESPACE, name: container.metadata.name });
+  try {
+    for (;;) {
+      follower.pollOnce();
+      last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
+      if (isFinished(last)) break;
+      if (last?.status?.phase === 'Running') await session?.tryAttach();
+      if (last?.status?.startedAt === undefined) await checkImage(client, container);
+      if (signal.aborted && !stopping) {
+        stopping = true;
+        await setDesiredState(client, last!, 'stopped');
+      }
+      if (last?.status?.phase !== 'Running' && last?.status?.startedAt === undefined && Date.now() > deadline) {
+        throw new CliError(`container ${container.metadata.name} did not start within ${START_TIMEOUT_MS / 1000}s (phase ${last?.status?.phase ?? 'Pending'})`, {
+          code: 'D2P_TIMEOUT',
+          exitCode: EXIT_RUN_FAILED,
+        });
+      }
+      await changes.next(100, signal);
     }
-    if (last?.status?.phase !== 'Running' && last?.status?.startedAt === undefined && Date.now() > deadline) {
-      throw new CliError(`container ${container.metadata.name} did not start within ${START_TIMEOUT_MS / 1000}s (phase ${last?.status?.phase ?? 'Pending'})`, {
-        code: 'D2P_TIMEOUT',
-        exitCode: EXIT_RUN_FAILED,
-      });
-    }
-    await sleep(100);
+  } finally {
+    changes.stop();
   }
   follower.pollOnce();
   await session?.outputDone();

@@ -12,6 +12,7 @@ import type { Build, Container, Service } from '../../api/types';
 import type { Client } from '../../client';
 import { ComposeError, loadCompose } from '../../compose';
 import type { CommandContext } from '../context';
+import { ObjectChanges } from '../changes';
 import { CliError } from '../io';
 import { applyCommand } from './apply';
 import { buildObjects } from './build';
@@ -140,22 +141,26 @@ function describeCondition(c: Condition | undefined): string | undefined {
 }
 
 async function waitForServices(client: Client, project: string, services: readonly string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let interval = 50;
-  for (;;) {
-    const [serviceList, containers] = await Promise.all([client.services.list({ namespace: project }), projectContainers(client, project)]);
-    const byName = new Map(serviceList.items.map((s) => [s.metadata.name, s]));
-    const verdicts = services.map((name) => ({ name, ...serviceVerdict(byName.get(name), containers.filter((c) => serviceOf(c) === name)) }));
-    const failed = verdicts.find((v) => v.failure !== undefined);
-    if (failed) throw new CliError(`service "${failed.name}" of project ${project} failed: ${failed.failure}`, { code: 'D2P_UP_FAILED' });
-    const pending = verdicts.filter((v) => !v.done);
-    if (pending.length === 0) return;
-    if (Date.now() >= deadline) {
-      const list = pending.map((v) => `service "${v.name}": ${v.waiting}`).join('; ');
-      throw new CliError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for project ${project}: ${list}`, { code: 'D2P_TIMEOUT' });
+  // Readiness is written on the Services' status, which follows their Containers'.
+  const changes = new ObjectChanges(client, 'Service', { namespace: project });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (let interval = 50; ; interval = Math.min(interval * 2, 500)) {
+      const [serviceList, containers] = await Promise.all([client.services.list({ namespace: project }), projectContainers(client, project)]);
+      const byName = new Map(serviceList.items.map((s) => [s.metadata.name, s]));
+      const verdicts = services.map((name) => ({ name, ...serviceVerdict(byName.get(name), containers.filter((c) => serviceOf(c) === name)) }));
+      const failed = verdicts.find((v) => v.failure !== undefined);
+      if (failed) throw new CliError(`service "${failed.name}" of project ${project} failed: ${failed.failure}`, { code: 'D2P_UP_FAILED' });
+      const pending = verdicts.filter((v) => !v.done);
+      if (pending.length === 0) return;
+      if (Date.now() >= deadline) {
+        const list = pending.map((v) => `service "${v.name}": ${v.waiting}`).join('; ');
+        throw new CliError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for project ${project}: ${list}`, { code: 'D2P_TIMEOUT' });
+      }
+      await changes.next(Math.min(interval, Math.max(0, deadline - Date.now())));
     }
-    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
-    interval = Math.min(interval * 2, 500);
+  } finally {
+    changes.stop();
   }
 }
 
