@@ -312,6 +312,14 @@ export class Manager {
       log.info('reconcile interrupted by shutdown', { error: message });
       return;
     }
+    if (isApiError(error, 'Conflict')) {
+      // Optimistic concurrency, not a failure: the reconciler read an older version than it
+      // wrote against. Read again soon, quietly, as controller-runtime does; a Warning event
+      // and Ready=False here would tell users something is wrong when nothing is.
+      running.queue.addRateLimited(key);
+      log.debug('reconcile hit a write conflict; requeued', { error: message });
+      return;
+    }
     const terminal = isTerminalError(error);
     const reason = terminal ? error.reason : RECONCILE_ERROR;
     if (terminal) {

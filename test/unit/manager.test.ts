@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ApiError } from '../../src/api/errors';
+import { ApiError, conflict } from '../../src/api/errors';
 import type { ApiObject, EventObject } from '../../src/api/meta';
 import { resolvePaths, type Paths } from '../../src/config';
 import { getCondition } from '../../controllers/conditions';
@@ -175,6 +175,21 @@ describe('Manager', () => {
     // Succeeded on the third attempt: nothing more is queued.
     await sleep(60);
     expect(count(ctl.seen, 'shop/flaky')).toBe(3);
+  });
+
+  it('retries a write conflict quietly: no Warning event, no Ready=False', async () => {
+    await api.for('Volume').create(volume('contended'));
+    let conflictsLeft = 2;
+    const ctl = recordingController('Volume', async () => {
+      if (conflictsLeft-- > 0) throw conflict('Volume', 'shop', 'contended', 'the object has been modified');
+    });
+    const m = newManager();
+    m.register(ctl);
+    await m.start();
+    await vi.waitFor(() => expect(count(ctl.seen, 'shop/contended')).toBe(3));
+    await settle(m);
+    expect(api.all('Event')).toEqual([]);
+    expect(getCondition(api.peek('Volume', 'shop', 'contended')!.status, 'Ready')).toBeUndefined();
   });
 
   it('leaves the conditions alone when the reconciler wrote status itself before failing', async () => {
