@@ -6,7 +6,15 @@
 // connection resets) are retried with bounded exponential back-off.
 import * as crypto from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+
+// undici is loaded with the first RegistryClient, not with this module: commands that use
+// the image store without a registry (build from a cache, image ls) would otherwise pay
+// ~80 ms for it at every start (measured on `d2p build`).
+type Undici = typeof import('undici');
+let undiciModule: Undici | undefined;
+const undici = (): Undici => (undiciModule ??= require('undici') as Undici);
+const request: Undici['request'] = (...args) => undici().request(...args);
 import { basicAuthorization, parseWwwAuthenticate, readCredentials, type Challenge, type Credentials } from './auth';
 import { ImageError, errnoCode } from './errors';
 import { isLoopbackRegistry, registryApiHost, referenceName, type Reference } from './reference';
@@ -115,6 +123,7 @@ export class RegistryClient {
     this.opts = opts;
     // Blob GETs may redirect to storage (S3, a CDN); undici's redirect handler drops
     // Authorization when the origin changes, as a token must not leak to the storage host.
+    const { Agent, interceptors } = undici();
     this.dispatcher = (opts.dispatcher ?? new Agent({ connections: 16 })).compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 
