@@ -5,10 +5,46 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageStore, importOciLayout } from '../../src/images/index';
 
+/** An OCI content descriptor (image-spec descriptor.md). */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** What addImage returns: the manifest's descriptor, with its config digest and layers. */
+export interface ImageDescriptor extends Descriptor {
+  platform: Platform;
+  configDigest: string;
+  layers: Array<Descriptor & { diffID: string }>;
+}
+
+/** The images buildTestImages writes into one layout; `multi` is an index of full, arm64 and armv7. */
+export interface TestImages {
+  layoutDir: string;
+  base: ImageDescriptor;
+  full: ImageDescriptor;
+  multi: Descriptor;
+  arm64: ImageDescriptor;
+  armv7: ImageDescriptor;
+}
+
+/** hack/test-images/lib.js, typed once for every test that builds OCI layouts with it. */
 export const fixtures = require('../../hack/test-images/lib.js') as {
+  /** A tar of `entries` ({path, type: 'file'|'dir'|'symlink'|…, content?, mode?, uid?, gid?, linkpath?}). */
   tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
+  /** Writes one image (layer tars bottom first) into the layout's blobs; opts: platform, config, gzip, layerMediaType, corruptDiffID. */
+  addImage(dir: string, layers: Buffer[], opts?: object): ImageDescriptor;
+  /** Writes oci-layout and index.json naming each descriptor by org.opencontainers.image.ref.name. */
+  writeLayoutIndex(dir: string, named: Record<string, Descriptor>): void;
+  buildTestImages(dir: string): TestImages;
+  sha256(bytes: Buffer): string;
 };
 
 const BUSYBOX = '/usr/bin/busybox';

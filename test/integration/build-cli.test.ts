@@ -17,11 +17,7 @@ import { buildController } from '../../controllers/build';
 import { createJsonLogger } from '../../controllers/logger';
 import { Manager } from '../../controllers/manager';
 import { requireSandbox } from '../helpers/sandbox-guard';
-
-const lib = require('../../hack/test-images/lib.js') as {
-  buildTestImages(dir: string): { base: { digest: string; size: number; mediaType: string } };
-  writeLayoutIndex(dir: string, named: Record<string, unknown>): void;
-};
+import { fixtures } from '../helpers/test-image';
 
 const BASE = 'localhost/d2p-test/busybox:1';
 const cgroupParent = `d2p-build-cli-test-${process.pid}`;
@@ -34,10 +30,10 @@ beforeAll(async () => {
   requireSandbox('build CLI and controller integration tests');
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-build-cli-it-'));
   root = path.join(work, 'root');
-  const built = lib.buildTestImages(path.join(work, 'all'));
+  const built = fixtures.buildTestImages(path.join(work, 'all'));
   const layout = path.join(work, 'layout');
   fs.cpSync(path.join(work, 'all', 'blobs'), path.join(layout, 'blobs'), { recursive: true });
-  lib.writeLayoutIndex(layout, { [BASE]: built.base });
+  fixtures.writeLayoutIndex(layout, { [BASE]: built.base });
   await importOciLayout(await ImageStore.open(path.join(root, 'images')), layout);
   daemon = await runDaemon({
     root,

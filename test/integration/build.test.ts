@@ -12,14 +12,9 @@ import { buildImage, type BuildOptions, type BuildResult } from '../../src/build
 import { ImageStore, importOciLayout, type StoredImage } from '../../src/images/index';
 import { Runtime } from '../../src/runtime/index';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { fixtures } from '../helpers/test-image';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const lib = require('../../hack/test-images/lib.js') as {
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; size: number; mediaType: string };
-  writeLayoutIndex(dir: string, named: Record<string, unknown>): void;
-  buildTestImages(dir: string): { base: { digest: string; size: number; mediaType: string } };
-};
-
 requireSandbox('build integration tests');
 
 const BASE = 'localhost/d2p-test/busybox:1';
@@ -32,10 +27,10 @@ const cgroupParent = `d2p-build-test-${process.pid}`;
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-build-it-'));
   const layout = path.join(root, 'layout');
-  const built = lib.buildTestImages(path.join(root, 'all'));
+  const built = fixtures.buildTestImages(path.join(root, 'all'));
   // Only the busybox image, under a full name so FROM can find it.
   fs.cpSync(path.join(root, 'all', 'blobs'), path.join(layout, 'blobs'), { recursive: true });
-  lib.writeLayoutIndex(layout, { [BASE]: built.base });
+  fixtures.writeLayoutIndex(layout, { [BASE]: built.base });
   images = await ImageStore.open(path.join(root, 'images'));
   await importOciLayout(images, layout);
   runtime = new Runtime({ stateDir: path.join(root, 'containers'), cgroupParent });

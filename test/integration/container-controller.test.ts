@@ -2,31 +2,24 @@
 // with the real controllers), the real Runtime and d2p-shim, and an image imported into the
 // ImageStore from an OCI layout built locally (hack/test-images/lib.js), no registry.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import type { EventObject } from '../../src/api/meta';
 import type { Container, ContainerSpec } from '../../src/api/types';
-import { createClient } from '../../src/client/index';
-import type { Client } from '../../src/client/types';
 import { CgroupManager } from '../../src/runtime/index';
-import { runDaemon, type Daemon } from '../../src/server/daemon';
-import { startControllers } from '../../controllers/index';
 import { containerId } from '../../controllers/container';
-import { createJsonLogger } from '../../controllers/logger';
+import { useTestDaemon } from '../helpers/daemon';
 import { requireSandbox } from '../helpers/sandbox-guard';
-import { fixtures, importTestImage } from '../helpers/test-image';
+import { fixtures } from '../helpers/test-image';
+import { runsNotZombie } from '../helpers/process';
 
 requireSandbox('container controller integration tests');
 
 const IMAGE = 'd2p.test/box:1';
 const NS = 'itest';
 
-let tmp: string;
-let daemon: Daemon;
-let client: Client;
-let cgroupParent: string;
+const cgroupParent = `d2p-ctl-test-${process.pid}`;
 
 function contentLayer(): Buffer {
   return fixtures.tarArchive([
@@ -36,70 +29,20 @@ function contentLayer(): Buffer {
   ]);
 }
 
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-ctrl-it-'));
-  cgroupParent = `d2p-ctl-test-${process.pid}`;
-  const root = path.join(tmp, 'root');
-  await importTestImage({ imagesDir: path.join(root, 'images'), workDir: tmp, ref: IMAGE, extraLayers: [contentLayer()] });
-  daemon = await runDaemon({
-    root,
-    socket: path.join(tmp, 'd2p.sock'),
-    handleSignals: false,
-    log: () => undefined,
-    startControllers: ({ client: c, paths }) =>
-      startControllers({
-        client: c,
-        paths,
-        containerCgroupParent: cgroupParent,
-        logger: createJsonLogger({ write: () => undefined }),
-        tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } },
-      }),
-  });
-  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
-});
-
-afterAll(async () => {
-  const errors: unknown[] = [];
-  try {
-    if (client) {
-      for (const c of (await client.for('Container').list({ namespace: NS })).items) await client.for('Container').delete(NS, c.metadata.name);
-      await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000 });
-    }
-  } catch (e) {
-    errors.push(e);
-  }
-  for (const step of [() => client?.close(), () => daemon?.stop()]) {
-    try {
-      await step();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    new CgroupManager({ parent: cgroupParent }).removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-});
+const harness = useTestDaemon('ctrl-it', { cgroupParent, images: [{ ref: IMAGE, extraLayers: [contentLayer()] }] });
 
 async function run(name: string, spec: Partial<ContainerSpec>): Promise<void> {
   // `sleep` as pid 1 of its pid namespace has no default SIGTERM action (pid_namespaces(7)),
   // so `docker stop` would wait the whole grace period; SIGKILL keeps the tests quick.
   const stop = spec.stopGracePeriod ? {} : { stopSignal: 'SIGKILL' };
-  await client.for('Container').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name, namespace: NS }, spec: { image: IMAGE, ...stop, ...spec } });
+  await harness.client.for('Container').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name, namespace: NS }, spec: { image: IMAGE, ...stop, ...spec } });
 }
 
-const get = async (name: string) => (await client.for('Container').get(NS, name)) as Container;
+const get = async (name: string) => (await harness.client.for('Container').get(NS, name)) as Container;
 
 async function events(name: string): Promise<EventObject[]> {
-  const list = await client.for('Event').list({ namespace: NS, fieldSelector: `involvedObject.name=${name}` });
+  const list = await harness.client.for('Event').list({ namespace: NS, fieldSelector: `involvedObject.name=${name}` });
   return (list.items as EventObject[]).sort((a, b) => Date.parse(a.firstTimestamp ?? '') - Date.parse(b.firstTimestamp ?? ''));
-}
-
-function alive(pid: number): boolean {
-  return fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
 }
 
 async function waitRunning(name: string): Promise<Container> {
@@ -108,8 +51,8 @@ async function waitRunning(name: string): Promise<Container> {
 }
 
 async function deleteAndWait(name: string): Promise<void> {
-  await client.for('Container').delete(NS, name);
-  await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS, fieldSelector: `metadata.name=${name}` })).items).toEqual([]), {
+  await harness.client.for('Container').delete(NS, name);
+  await vi.waitFor(async () => expect((await harness.client.for('Container').list({ namespace: NS, fieldSelector: `metadata.name=${name}` })).items).toEqual([]), {
     timeout: 20_000,
     interval: 50,
   });
@@ -132,8 +75,8 @@ describe('Container controller (real runtime)', () => {
       { timeout: 5_000, interval: 20 },
     );
     const second = (await get('sleeper')).status!.pid!;
-    expect(alive(second)).toBe(true);
-    expect(alive(pid)).toBe(false);
+    expect(runsNotZombie(second)).toBe(true);
+    expect(runsNotZombie(pid)).toBe(false);
     const reasons = (await events('sleeper')).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['Created', 'Started', 'Died', 'BackOff']));
     const died = (await events('sleeper')).find((e) => e.reason === 'Died')!;
@@ -142,10 +85,10 @@ describe('Container controller (real runtime)', () => {
     const id = containerId(NS, 'sleeper');
     const cgroups = new CgroupManager({ parent: cgroupParent }).dirsOf(id);
     await deleteAndWait('sleeper');
-    expect(alive(second)).toBe(false);
+    expect(runsNotZombie(second)).toBe(false);
     for (const dir of cgroups) expect(fs.existsSync(dir)).toBe(false);
-    expect(fs.existsSync(path.join(daemon.paths.containers, id))).toBe(false);
-    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(path.join(daemon.paths.containers, id));
+    expect(fs.existsSync(path.join(harness.daemon.paths.containers, id))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(path.join(harness.daemon.paths.containers, id));
   });
 
   it('a passing healthcheck makes it healthy and Ready; a failing one unhealthy with an event', async () => {
@@ -174,7 +117,7 @@ describe('Container controller (real runtime)', () => {
     // Give sh time to install its trap before the stop signal arrives.
     await new Promise((r) => setTimeout(r, 300));
     const started = Date.now();
-    await client.for('Container').delete(NS, 'stubborn');
+    await harness.client.for('Container').delete(NS, 'stubborn');
     await vi.waitFor(async () => expect((await events('stubborn')).map((e) => e.reason)).toContain('Stopped'), { timeout: 20_000, interval: 50 });
     const elapsed = Date.now() - started;
     const evs = await events('stubborn');
@@ -185,14 +128,14 @@ describe('Container controller (real runtime)', () => {
     expect(evs[stopped]!.message).toContain('SIGKILL');
     // It survived SIGTERM: the kill came only after the grace period.
     expect(elapsed).toBeGreaterThanOrEqual(900);
-    await vi.waitFor(() => expect(alive(pid)).toBe(false));
+    await vi.waitFor(() => expect(runsNotZombie(pid)).toBe(false));
   });
 
   it('populates an empty named volume from the image path on first use, and only then', async () => {
-    await client.for('Volume').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Volume', metadata: { name: 'site', namespace: NS }, spec: {} });
+    await harness.client.for('Volume').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Volume', metadata: { name: 'site', namespace: NS }, spec: {} });
     await run('web', { command: ['sleep', '1000'], mounts: [{ type: 'volume', source: 'site', target: '/srv/www' }] });
     const c = await waitRunning('web');
-    const data = path.join(daemon.paths.volumes, NS, 'site', '_data');
+    const data = path.join(harness.daemon.paths.volumes, NS, 'site', '_data');
     expect(fs.readFileSync(path.join(data, 'index.html'), 'utf8')).toBe('from the image\n');
     expect(fs.statSync(data).uid).toBe(33);
     expect(fs.statSync(path.join(data, 'index.html')).uid).toBe(33);
@@ -204,6 +147,6 @@ describe('Container controller (real runtime)', () => {
     await waitRunning('web2');
     expect(fs.readFileSync(path.join(data, 'index.html'), 'utf8')).toBe('changed\n');
     await deleteAndWait('web2');
-    await client.for('Volume').delete(NS, 'site');
+    await harness.client.for('Volume').delete(NS, 'site');
   });
 });

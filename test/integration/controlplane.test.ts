@@ -7,6 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poller } from '../helpers/wait';
+import { pidExists } from '../helpers/process';
 
 const repo = path.resolve(__dirname, '..', '..');
 const bin = path.join(repo, 'bin', 'd2p');
@@ -26,25 +28,8 @@ function daemonPid(): number {
   return Number(fs.readFileSync(path.join(root, 'daemon.pid'), 'utf8').split('\n')[0]);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw e;
-  }
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+// Each probe may spawn bin/d2p: poll at a gentler pace than the default.
+const until = poller({ intervalMs: 100 });
 
 function getJson(...args: string[]) {
   const r = d2p('get', ...args, '-o', 'json');
@@ -62,7 +47,7 @@ afterAll(async () => {
   const pidFile = path.join(root, 'daemon.pid');
   if (fs.existsSync(pidFile)) {
     const pid = daemonPid();
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (pidExists(pid)) process.kill(pid, 'SIGKILL');
   }
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -76,7 +61,7 @@ describe('control plane end to end', () => {
       'service/web created', 'service/api created', 'service/worker created',
       'network/shop_front created', 'network/shop_back created', 'volume/shop_orders created',
     ]) expect(r.out).toContain(line);
-    expect(alive(daemonPid())).toBe(true);
+    expect(pidExists(daemonPid())).toBe(true);
     const st = fs.statSync(path.join(root, 'd2p.sock'));
     expect(st.isSocket()).toBe(true);
     expect(st.mode & 0o777).toBe(0o600);
@@ -133,7 +118,7 @@ describe('control plane end to end', () => {
     const old = daemonPid();
     const volBefore = getJson('vol', 'shop_orders', '-n', 'shop');
     process.kill(old, 'SIGKILL');
-    await until('daemon gone', () => (alive(old) ? undefined : true));
+    await until('daemon gone', () => (pidExists(old) ? undefined : true));
     const r = d2p('apply', '-f', shop);
     expect(r.code).toBe(0);
     expect(r.out).toContain('service/api unchanged');

@@ -3,58 +3,18 @@
 // is delivered, kill reaches the process, a terminal comes from the container's own
 // devpts and follows resizes, and a container's first process can be driven over attach.sock.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { attach, Runtime, ShimError, type ContainerConfig } from '../../src/runtime/index';
-import { buildBusyboxRootfs } from '../helpers/busybox-rootfs';
+import { attach, ShimError, type ContainerConfig } from '../../src/runtime/index';
+import { runtimeHarness } from '../helpers/runtime-harness';
 import { requireSandbox } from '../helpers/sandbox-guard';
 
 requireSandbox('streaming exec integration tests');
 
-let imageDir: string;
-let lower: string;
-let tmp: string;
-let runtime: Runtime;
-
-beforeAll(() => {
-  imageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-exec-image-'));
-  lower = buildBusyboxRootfs(path.join(imageDir, 'layer'));
-});
-
-afterAll(() => {
-  fs.rmSync(imageDir, { recursive: true, force: true });
-});
-
-beforeEach(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-exec-'));
-  runtime = new Runtime({ stateDir: path.join(tmp, 'state'), cgroupParent: `d2p-exec-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}` });
-});
-
-afterEach(async () => {
-  const errors: unknown[] = [];
-  for (const c of await runtime.list()) {
-    try {
-      await runtime.delete(c.id, { force: true });
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    runtime.cgroups.removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-});
-
-function container(id: string, args: string[], extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return { id, rootfs: { lowerDirs: [lower] }, image: { env: ['PATH=/bin'] }, command: args, ...extra };
-}
+const harness = runtimeHarness('exec');
+const { container } = harness;
 
 /** Collects a stream's text and resolves once it contains `wanted`. */
 function reader(stream: Readable): { text: () => string; waitFor: (wanted: string | RegExp, ms?: number) => Promise<string> } {
@@ -82,13 +42,13 @@ function reader(stream: Readable): { text: () => string; waitFor: (wanted: strin
 }
 
 async function sleeper(id: string, extra: Partial<ContainerConfig> = {}): Promise<void> {
-  await runtime.run(container(id, ['sleep', '1000'], { stopGracePeriod: '100ms', ...extra }));
+  await harness.runtime.run(container(id, ['sleep', '1000'], { stopGracePeriod: '100ms', ...extra }));
 }
 
 describe('execStream without a terminal', () => {
   it('delivers stdout while the process still runs, and kill ends it with 128+signal', async () => {
     await sleeper('stream');
-    const session = await runtime.execStream('stream', { args: ['sh', '-c', 'echo first; echo err >&2; sleep 100; echo never'] });
+    const session = await harness.runtime.execStream('stream', { args: ['sh', '-c', 'echo first; echo err >&2; sleep 100; echo never'] });
     const out = reader(session.stdout);
     const err = reader(session.stderr!);
     await out.waitFor('first\n');
@@ -101,7 +61,7 @@ describe('execStream without a terminal', () => {
 
   it('delivers stdin as it is written and passes the exit code through', async () => {
     await sleeper('stdin');
-    const session = await runtime.execStream('stdin', { args: ['sh', '-c', 'read a; echo "got $a"; read b; echo "then $b"; exit 7'], stdin: true });
+    const session = await harness.runtime.execStream('stdin', { args: ['sh', '-c', 'read a; echo "got $a"; read b; echo "then $b"; exit 7'], stdin: true });
     const out = reader(session.stdout);
     session.stdin!.write('one\n');
     await out.waitFor('got one\n');
@@ -112,7 +72,7 @@ describe('execStream without a terminal', () => {
 
   it('forwards a catchable signal to the process', async () => {
     await sleeper('term');
-    const session = await runtime.execStream('term', { args: ['sh', '-c', 'trap "echo caught; exit 5" TERM; echo ready; while true; do sleep 0.05; done'] });
+    const session = await harness.runtime.execStream('term', { args: ['sh', '-c', 'trap "echo caught; exit 5" TERM; echo ready; while true; do sleep 0.05; done'] });
     const out = reader(session.stdout);
     await out.waitFor('ready\n');
     session.kill('TERM');
@@ -122,14 +82,14 @@ describe('execStream without a terminal', () => {
 
   it('rejects with the shim\'s errno report when the command does not exist', async () => {
     await sleeper('missing');
-    const session = await runtime.execStream('missing', { args: ['no-such-command'] });
+    const session = await harness.runtime.execStream('missing', { args: ['no-such-command'] });
     await expect(session.exitCode).rejects.toThrow(ShimError);
     await expect(session.exitCode).rejects.toThrow(/no-such-command/);
   });
 
   it('keeps the buffered exec: exit codes, stdin, stdout and stderr apart', async () => {
     await sleeper('buffered');
-    const r = await runtime.exec('buffered', { args: ['sh', '-c', 'cat; echo oops >&2; exit 3'], stdin: 'in\n' });
+    const r = await harness.runtime.exec('buffered', { args: ['sh', '-c', 'cat; echo oops >&2; exit 3'], stdin: 'in\n' });
     expect(r).toEqual({ exitCode: 3, stdout: Buffer.from('in\n'), stderr: Buffer.from('oops\n') });
   });
 });
@@ -137,7 +97,7 @@ describe('execStream without a terminal', () => {
 describe('execStream with a terminal', () => {
   it('opens the pty in the container\'s devpts as the controlling terminal, with the given size', async () => {
     await sleeper('tty');
-    const session = await runtime.execStream('tty', { args: ['sh', '-c', 'tty; stty size; echo TERM=$TERM; ps -o pid,tty,comm >/dev/null; exit 4'], tty: true, cols: 91, rows: 33 });
+    const session = await harness.runtime.execStream('tty', { args: ['sh', '-c', 'tty; stty size; echo TERM=$TERM; ps -o pid,tty,comm >/dev/null; exit 4'], tty: true, cols: 91, rows: 33 });
     expect(session.stderr).toBeNull();
     const out = reader(session.stdout);
     expect(await session.exitCode).toBe(4);
@@ -147,7 +107,7 @@ describe('execStream with a terminal', () => {
 
   it('follows a resize, and Ctrl-C interrupts the foreground command, not the shell', async () => {
     await sleeper('ttyint');
-    const session = await runtime.execStream('ttyint', { args: ['sh'], tty: true, stdin: true, cols: 80, rows: 24 });
+    const session = await harness.runtime.execStream('ttyint', { args: ['sh'], tty: true, stdin: true, cols: 80, rows: 24 });
     const out = reader(session.stdout);
     session.stdin!.write('stty size\n');
     await out.waitFor('24 80');
@@ -169,8 +129,8 @@ describe('execStream with a terminal', () => {
 
 describe('attaching to a container\'s first process', () => {
   it('drives a terminal container over attach.sock: prompt replayed, input, resize, exit code', async () => {
-    await runtime.run(container('attach-tty', ['sh'], { tty: true, stdinOpen: true, consoleSize: { cols: 70, rows: 20 } }));
-    const session = await attach(runtime.attachPath('attach-tty'));
+    await harness.runtime.run(container('attach-tty', ['sh'], { tty: true, stdinOpen: true, consoleSize: { cols: 70, rows: 20 } }));
+    const session = await attach(harness.runtime.attachPath('attach-tty'));
     const out = reader(session.output);
     // busybox sh prints its prompt before anyone attached: the shim kept it.
     await out.waitFor('# ');
@@ -179,29 +139,29 @@ describe('attaching to a container\'s first process', () => {
     session.resize(100, 30);
     session.write('stty size; echo hi; exit 3\n');
     await out.waitFor('30 100');
-    const exit = await runtime.wait('attach-tty');
+    const exit = await harness.runtime.wait('attach-tty');
     expect(exit.exitCode).toBe(3);
     expect(out.text()).toContain('hi\r\n');
     // Docker writes a terminal's output to the json-file log as stream "stdout".
-    const records = fs.readFileSync(runtime.logPath('attach-tty'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { log: string; stream: string });
+    const records = fs.readFileSync(harness.runtime.logPath('attach-tty'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { log: string; stream: string });
     expect(records.map((r) => r.log).join('')).toContain('hi\r\n');
     expect(new Set(records.map((r) => r.stream))).toEqual(new Set(['stdout']));
-    expect(fs.existsSync(runtime.attachPath('attach-tty'))).toBe(false);
+    expect(fs.existsSync(harness.runtime.attachPath('attach-tty'))).toBe(false);
   });
 
   it('feeds stdin through a pipe without a terminal and closes it on request', async () => {
-    await runtime.run(container('attach-pipe', ['sh', '-c', 'while read l; do echo "line $l"; done; echo eof; exit 6'], { stdinOpen: true }));
-    const session = await attach(runtime.attachPath('attach-pipe'));
+    await harness.runtime.run(container('attach-pipe', ['sh', '-c', 'while read l; do echo "line $l"; done; echo eof; exit 6'], { stdinOpen: true }));
+    const session = await attach(harness.runtime.attachPath('attach-pipe'));
     session.write('a\nb\n');
     session.endInput();
-    const exit = await runtime.wait('attach-pipe');
+    const exit = await harness.runtime.wait('attach-pipe');
     expect(exit.exitCode).toBe(6);
-    const log = fs.readFileSync(runtime.logPath('attach-pipe'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { log: string }).log);
+    const log = fs.readFileSync(harness.runtime.logPath('attach-pipe'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { log: string }).log);
     expect(log).toEqual(['line a\n', 'line b\n', 'eof\n']);
   });
 
   it('has no attach socket for a container without tty or stdin', async () => {
     await sleeper('plain');
-    expect(fs.existsSync(runtime.attachPath('plain'))).toBe(false);
+    expect(fs.existsSync(harness.runtime.attachPath('plain'))).toBe(false);
   });
 });

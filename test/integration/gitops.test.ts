@@ -15,6 +15,7 @@ import { createClient, type Client } from '../../src/client';
 import { withGitOps, type SyncReport } from '../../src/gitops';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { poller } from '../helpers/wait';
 
 const IMAGE = '127.0.0.1:5000/d2p/busybox';
 let root: string;
@@ -36,15 +37,8 @@ function shopCompose(tag: string, replicas: number): string {
   return `name: shop\nservices:\n  web:\n    image: ${IMAGE}:${tag}\n    command: ["sleep", "1000"]\n    deploy:\n      replicas: ${replicas}\n`;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+// A sync goes through git, the API and the controllers: allow it longer than the default.
+const until = poller({ timeoutMs: 20_000, intervalMs: 100 });
 
 async function names(kind: string, namespace: string): Promise<string[]> {
   const list = await client.for(kind).list({ namespace });

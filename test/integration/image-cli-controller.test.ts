@@ -16,10 +16,7 @@ import { createJsonLogger } from '../../controllers/logger';
 import { Manager } from '../../controllers/manager';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { requireSandbox } from '../helpers/sandbox-guard';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  buildTestImages(dir: string): Record<'base' | 'full' | 'multi' | 'arm64' | 'armv7', { digest: string; layers: { digest: string; diffID: string }[]; configDigest: string }>;
-};
+import { fixtures } from '../helpers/test-image';
 
 describe('Image controller in a daemon, against a loopback registry', () => {
   let work: string;

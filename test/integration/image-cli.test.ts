@@ -16,10 +16,7 @@ import { pushOciLayout } from '../../src/images/index';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { requireSandbox } from '../helpers/sandbox-guard';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  buildTestImages(dir: string): Record<'base' | 'full' | 'multi' | 'arm64' | 'armv7', { digest: string; layers: { digest: string; diffID: string }[]; configDigest: string }>;
-};
+import { fixtures } from '../helpers/test-image';
 
 interface Outcome {
   status: number;

@@ -8,14 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as esbuild from 'esbuild';
 import { ImageError, ImageStore, loadImages, login, pushImage, pushOciLayout, saveOciLayout, type ProgressEvent } from '../../src/images';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  buildTestImages(dir: string): Record<'base' | 'full' | 'multi' | 'arm64' | 'armv7', { digest: string; layers: { digest: string; diffID: string }[]; configDigest: string }>;
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number; layers: { digest: string; diffID: string }[] };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-  sha256(b: Buffer): string;
-};
+import { fixtures, type Descriptor } from '../helpers/test-image';
 
 const FIXED_MTIME_S = Date.parse('2024-01-01T00:00:00Z') / 1000;
 
@@ -216,7 +209,7 @@ describe('images against a loopback registry', () => {
       hardlink: [{ path: 'hl', type: 'link', linkpath: `${escape}/victim` }],
     };
     fs.writeFileSync(path.join(canary, 'victim'), 'victim');
-    const named: Record<string, object> = {};
+    const named: Record<string, Descriptor> = {};
     for (const [name, entries] of Object.entries(cases)) named[name] = fixtures.addImage(hostile, [fixtures.tarArchive(entries)]);
     fixtures.writeLayoutIndex(hostile, named);
     const store = await newStore();

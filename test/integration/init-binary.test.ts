@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { initPath } from '../../addon/index';
+import { until } from '../helpers/wait';
 
 let tmp: string;
 let started: ChildProcess[];
@@ -44,16 +45,6 @@ function startInit(args: string[]): Running {
     child.on('close', (code, signal) => resolve({ code, signal }));
   });
   return { child, stdout: () => out, stderr: () => err, exit };
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** A field of /proc/PID/status, or undefined once the process is gone (reaped). */

@@ -2,61 +2,25 @@
 // (max-size, max-file)"), as Docker's json-file driver: log → log.1 → … → log.(N-1), the
 // newest records in the main file, and a follower that keeps reading across rotations.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { LogFollower } from '../../src/cli/logs-reader';
-import { Runtime, type ContainerConfig } from '../../src/runtime/index';
-import { buildBusyboxRootfs } from '../helpers/busybox-rootfs';
+import type { ContainerConfig } from '../../src/runtime/index';
+import { runtimeHarness, sh } from '../helpers/runtime-harness';
 import { requireSandbox } from '../helpers/sandbox-guard';
 
 requireSandbox('log rotation integration tests');
 
-let imageDir: string;
-let lower: string;
-let tmp: string;
-let runtime: Runtime;
-
-beforeAll(() => {
-  imageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-logrot-image-'));
-  lower = buildBusyboxRootfs(path.join(imageDir, 'layer'));
-});
-
-afterAll(() => {
-  fs.rmSync(imageDir, { recursive: true, force: true });
-});
-
-beforeEach(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-logrot-'));
-  runtime = new Runtime({ stateDir: path.join(tmp, 'state'), cgroupParent: `d2p-logrot-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}` });
-});
-
-afterEach(async () => {
-  const errors: unknown[] = [];
-  for (const c of await runtime.list()) {
-    try {
-      await runtime.delete(c.id, { force: true });
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    runtime.cgroups.removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-});
+const harness = runtimeHarness('logrot');
 
 function container(id: string, script: string, logging: ContainerConfig['logging']): ContainerConfig {
-  return { id, rootfs: { lowerDirs: [lower] }, image: { env: ['PATH=/bin'] }, command: ['sh', '-c', script], logging, stopGracePeriod: '100ms' };
+  return harness.container(id, sh(script), { logging, stopGracePeriod: '100ms' });
 }
 
 function logFiles(id: string): string[] {
-  const log = runtime.logPath(id);
+  const log = harness.runtime.logPath(id);
   return fs.readdirSync(path.dirname(log)).filter((f) => f.startsWith(path.basename(log))).sort();
 }
 
@@ -72,9 +36,9 @@ function longestRecord(files: string[]): number {
 describe('json-file rotation', () => {
   it('keeps at most max-file files of about max-size each, the newest in the main file', async () => {
     const id = 'rot3';
-    await runtime.run(container(id, 'i=0; while [ $i -lt 400 ]; do echo "line $i"; i=$((i+1)); done', { driver: 'json-file', options: { 'max-size': '1k', 'max-file': '3' } }));
-    expect((await runtime.wait(id)).exitCode).toBe(0);
-    const log = runtime.logPath(id);
+    await harness.runtime.run(container(id, 'i=0; while [ $i -lt 400 ]; do echo "line $i"; i=$((i+1)); done', { driver: 'json-file', options: { 'max-size': '1k', 'max-file': '3' } }));
+    expect((await harness.runtime.wait(id)).exitCode).toBe(0);
+    const log = harness.runtime.logPath(id);
     const base = path.basename(log);
     expect(logFiles(id)).toEqual([base, `${base}.1`, `${base}.2`]);
     const files = [log, `${log}.1`, `${log}.2`];
@@ -92,28 +56,28 @@ describe('json-file rotation', () => {
 
   it('truncates in place with max-size alone (max-file 1)', async () => {
     const id = 'rot1';
-    await runtime.run(container(id, 'i=0; while [ $i -lt 200 ]; do echo "entry $i"; i=$((i+1)); done', { options: { 'max-size': '1k' } }));
-    expect((await runtime.wait(id)).exitCode).toBe(0);
-    expect(logFiles(id)).toEqual([path.basename(runtime.logPath(id))]);
-    const recs = records(runtime.logPath(id));
-    expect(fs.statSync(runtime.logPath(id)).size).toBeLessThanOrEqual(1024 + longestRecord([runtime.logPath(id)]));
+    await harness.runtime.run(container(id, 'i=0; while [ $i -lt 200 ]; do echo "entry $i"; i=$((i+1)); done', { options: { 'max-size': '1k' } }));
+    expect((await harness.runtime.wait(id)).exitCode).toBe(0);
+    expect(logFiles(id)).toEqual([path.basename(harness.runtime.logPath(id))]);
+    const recs = records(harness.runtime.logPath(id));
+    expect(fs.statSync(harness.runtime.logPath(id)).size).toBeLessThanOrEqual(1024 + longestRecord([harness.runtime.logPath(id)]));
     expect(recs[recs.length - 1].log).toBe('entry 199\n');
     expect(recs.length).toBeLessThan(200);
   });
 
   it('never rotates without max-size', async () => {
     const id = 'norot';
-    await runtime.run(container(id, 'i=0; while [ $i -lt 200 ]; do echo "entry $i"; i=$((i+1)); done', undefined));
-    await runtime.wait(id);
-    expect(logFiles(id)).toEqual([path.basename(runtime.logPath(id))]);
-    expect(records(runtime.logPath(id))).toHaveLength(200);
+    await harness.runtime.run(container(id, 'i=0; while [ $i -lt 200 ]; do echo "entry $i"; i=$((i+1)); done', undefined));
+    await harness.runtime.wait(id);
+    expect(logFiles(id)).toEqual([path.basename(harness.runtime.logPath(id))]);
+    expect(records(harness.runtime.logPath(id))).toHaveLength(200);
   });
 
   it('lets a LogFollower keep following the main file across rotations', async () => {
     const id = 'follow';
     // Slow enough that the follower sees most records before they rotate away.
-    await runtime.run(container(id, 'i=0; while [ $i -lt 120 ]; do echo "tick $i"; i=$((i+1)); sleep 0.01; done; sleep 1000', { options: { 'max-size': '1k', 'max-file': '2' } }));
-    const follower = new LogFollower(runtime.logPath(id));
+    await harness.runtime.run(container(id, 'i=0; while [ $i -lt 120 ]; do echo "tick $i"; i=$((i+1)); sleep 0.01; done; sleep 1000', { options: { 'max-size': '1k', 'max-file': '2' } }));
+    const follower = new LogFollower(harness.runtime.logPath(id));
     const seen: string[] = [];
     const deadline = Date.now() + 20_000;
     while (!seen.includes('tick 119\n') && Date.now() < deadline) {
@@ -121,7 +85,7 @@ describe('json-file rotation', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
     expect(seen).toContain('tick 119\n');
-    expect(fs.existsSync(`${runtime.logPath(id)}.1`)).toBe(true);
+    expect(fs.existsSync(`${harness.runtime.logPath(id)}.1`)).toBe(true);
     // Records after the first rotation were followed too, in order.
     const numbers = seen.map((l) => Number(/^tick (\d+)\n$/.exec(l)![1]));
     expect(numbers).toEqual([...numbers].sort((a, b) => a - b));

@@ -3,107 +3,31 @@
 // services on one Network reach each other by name (nslookup, then nc → httpd), through the
 // embedded DNS on the bridge gateway; deleting everything leaves no bridge or veth.
 import { execFileSync, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import type { Container, ContainerSpec, Network } from '../../src/api/types';
-import { createClient } from '../../src/client/index';
-import type { Client } from '../../src/client/types';
-import { resolvePaths } from '../../src/config';
-import { ImageStore, importOciLayout } from '../../src/images/index';
-import { closeNetworkingFor } from '../../src/network/attach';
-import { CgroupManager } from '../../src/runtime/index';
-import { runDaemon, type Daemon } from '../../src/server/daemon';
-import { startControllers } from '../../controllers/index';
-import { createJsonLogger } from '../../controllers/logger';
+import { useTestDaemon } from '../helpers/daemon';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { fixtures } from '../helpers/test-image';
 
 requireSandbox('network integration tests with containers');
 
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
-
 const IMAGE = 'd2p.test/netbox:1';
 const NS = 'netit';
-const BUSYBOX = '/usr/bin/busybox';
 
-let tmp: string;
-let root: string;
-let daemon: Daemon;
-let client: Client;
-let cgroupParent: string;
-
-function busyboxLayer(): Buffer {
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+/** The page the web container serves, on top of the busybox layer. */
+function wwwLayer(): Buffer {
   return fixtures.tarArchive([
-    { path: 'bin/', type: 'dir' },
-    { path: 'bin/busybox', type: 'file', mode: 0o755, content: fs.readFileSync(BUSYBOX) },
-    ...applets.map((a) => ({ path: `bin/${a}`, type: 'symlink', linkpath: 'busybox' })),
-    { path: 'etc/', type: 'dir' },
-    { path: 'etc/passwd', type: 'file', content: 'root:x:0:0:root:/root:/bin/sh\n' },
-    { path: 'etc/group', type: 'file', content: 'root:x:0:\n' },
-    { path: 'tmp/', type: 'dir', mode: 0o1777 },
-    { path: 'proc/', type: 'dir' },
-    { path: 'sys/', type: 'dir' },
-    { path: 'dev/', type: 'dir' },
     { path: 'www/', type: 'dir' },
     { path: 'www/index.html', type: 'file', content: 'hello from web\n' },
   ]);
 }
 
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-net-ctr-it-'));
-  root = path.join(tmp, 'root');
-  cgroupParent = `d2p-net-test-${process.pid}`;
-  const layout = path.join(tmp, 'layout');
-  fs.mkdirSync(layout, { recursive: true });
-  const desc = fixtures.addImage(layout, [busyboxLayer()], { config: { Env: ['PATH=/bin'], Cmd: ['sleep', '1000'] } });
-  fixtures.writeLayoutIndex(layout, { [IMAGE]: desc });
-  await importOciLayout(await ImageStore.open(path.join(root, 'images')), layout);
-  daemon = await runDaemon({
-    root,
-    socket: path.join(tmp, 'd2p.sock'),
-    handleSignals: false,
-    log: () => undefined,
-    startControllers: ({ client: c, paths }) =>
-      startControllers({ client: c, paths, containerCgroupParent: cgroupParent, logger: createJsonLogger({ write: () => undefined }), tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } } }),
-  });
-  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
-});
-
-afterAll(async () => {
-  const errors: unknown[] = [];
-  const steps: Array<() => Promise<unknown> | undefined> = [
-    async () => {
-      for (const c of (await client.for('Container').list({ namespace: NS })).items) await client.for('Container').delete(NS, c.metadata.name);
-      await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000 });
-      for (const n of (await client.for('Network').list({ namespace: NS })).items) await client.for('Network').delete(NS, n.metadata.name);
-      await vi.waitFor(async () => expect((await client.for('Network').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000 });
-    },
-    () => client?.close(),
-    () => daemon?.stop(),
-    () => closeNetworkingFor(resolvePaths({ root })),
-    async () => new CgroupManager({ parent: cgroupParent }).removeParent(),
-  ];
-  for (const step of steps) {
-    try {
-      await step();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-});
+const harness = useTestDaemon('net-ctr-it', { cgroupParent: `d2p-net-test-${process.pid}`, images: [{ ref: IMAGE, extraLayers: [wwwLayer()] }] });
 
 async function run(name: string, service: string, spec: Partial<ContainerSpec>): Promise<void> {
-  await client.for('Container').create({
+  await harness.client.for('Container').create({
     apiVersion: 'd2p.dev/v1alpha1',
     kind: 'Container',
     metadata: { name, namespace: NS, labels: { 'com.docker.compose.service': service } },
@@ -112,8 +36,8 @@ async function run(name: string, service: string, spec: Partial<ContainerSpec>):
 }
 
 async function waitRunning(name: string): Promise<Container> {
-  await vi.waitFor(async () => expect(((await client.for('Container').get(NS, name)) as Container).status?.phase).toBe('Running'), { timeout: 30_000, interval: 100 });
-  return (await client.for('Container').get(NS, name)) as Container;
+  await vi.waitFor(async () => expect(((await harness.client.for('Container').get(NS, name)) as Container).status?.phase).toBe('Running'), { timeout: 30_000, interval: 100 });
+  return (await harness.client.for('Container').get(NS, name)) as Container;
 }
 
 /** Runs a command inside the container's network and mount namespaces; asynchronous, as the DNS server answering it lives in this process. */
@@ -130,16 +54,16 @@ function inContainer(pid: number, args: string[]): Promise<{ status: number | nu
 
 describe('containers on a d2p network', () => {
   it('two services reach each other by name (nslookup + nc → httpd), and deletion leaves no bridge or veth', async () => {
-    await client.for('Network').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Network', metadata: { name: 'netit_default', namespace: NS }, spec: {} });
+    await harness.client.for('Network').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Network', metadata: { name: 'netit_default', namespace: NS }, spec: {} });
     await run('netit-web-1', 'web', { command: ['httpd', '-f', '-p', '80', '-h', '/www'], networks: [{ name: 'netit_default' }] });
     await run('netit-client-1', 'client', { networks: [{ name: 'netit_default', aliases: ['front'] }] });
     const web = await waitRunning('netit-web-1');
     const clientContainer = await waitRunning('netit-client-1');
-    const network = (await client.for('Network').get(NS, 'netit_default')) as Network;
+    const network = (await harness.client.for('Network').get(NS, 'netit_default')) as Network;
     expect(web.status?.ipAddresses?.netit_default).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect(clientContainer.status?.ipAddresses?.netit_default).not.toBe(web.status?.ipAddresses?.netit_default);
     await vi.waitFor(async () => {
-      const allocations = ((await client.for('Network').get(NS, 'netit_default')) as Network).status?.allocations;
+      const allocations = ((await harness.client.for('Network').get(NS, 'netit_default')) as Network).status?.allocations;
       expect(allocations).toEqual({ [`${NS}/netit-client-1`]: clientContainer.status?.ipAddresses?.netit_default, [`${NS}/netit-web-1`]: web.status?.ipAddresses?.netit_default });
     }, { timeout: 10_000 });
     const resolv = await inContainer(clientContainer.status!.pid!, ['/bin/cat', '/etc/resolv.conf']);
@@ -159,15 +83,15 @@ describe('containers on a d2p network', () => {
     const reverse = await inContainer(web.status!.pid!, ['/bin/sh', '-c', 'nslookup front']);
     expect(reverse.output).toContain(clientContainer.status?.ipAddresses?.netit_default);
     const bridge = network.status!.bridge!;
-    for (const c of ['netit-web-1', 'netit-client-1']) await client.for('Container').delete(NS, c);
-    await client.for('Network').delete(NS, 'netit_default');
-    await vi.waitFor(async () => expect((await client.for('Network').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000, interval: 100 });
+    for (const c of ['netit-web-1', 'netit-client-1']) await harness.client.for('Container').delete(NS, c);
+    await harness.client.for('Network').delete(NS, 'netit_default');
+    await vi.waitFor(async () => expect((await harness.client.for('Network').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000, interval: 100 });
     const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[];
     expect(links.map((l) => l.ifname).filter((n) => n === bridge || n.startsWith('veth'))).toEqual([]);
   });
 
   it('a published port with no host port gets a random one, reported in status, that answers from the host', async () => {
-    await client.for('Network').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Network', metadata: { name: 'netit_ports', namespace: NS }, spec: {} });
+    await harness.client.for('Network').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Network', metadata: { name: 'netit_ports', namespace: NS }, spec: {} });
     await run('netit-pub-1', 'pub', {
       command: ['httpd', '-f', '-p', '80', '-h', '/www'],
       networks: [{ name: 'netit_ports' }],
@@ -179,8 +103,8 @@ describe('containers on a d2p network', () => {
     expect(port!.hostPort).toBeGreaterThan(0);
     const body = await vi.waitFor(() => httpGet(`http://127.0.0.1:${port!.hostPort}/index.html`), { timeout: 10_000, interval: 200 });
     expect(body).toBe('hello from web\n');
-    await client.for('Container').delete(NS, 'netit-pub-1');
-    await vi.waitFor(async () => expect((await client.for('Container').list({ namespace: NS })).items.map((c) => c.metadata.name)).not.toContain('netit-pub-1'), { timeout: 30_000 });
+    await harness.client.for('Container').delete(NS, 'netit-pub-1');
+    await vi.waitFor(async () => expect((await harness.client.for('Container').list({ namespace: NS })).items.map((c) => c.metadata.name)).not.toContain('netit-pub-1'), { timeout: 30_000 });
     await expect(httpGet(`http://127.0.0.1:${port!.hostPort}/index.html`)).rejects.toThrow(/ECONNREFUSED/);
   });
 });

@@ -9,7 +9,6 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { EventRecorder } from '../../controllers/events';
 import { createJsonLogger } from '../../controllers/logger';
 import type { ReconcileContext } from '../../controllers/manager';
 import { reconcileNetwork } from '../../controllers/network';
@@ -18,6 +17,7 @@ import type { Container, ContainerSpec, Network } from '../../src/api/types';
 import { resolvePaths, type Paths } from '../../src/config';
 import { Networking, type AttachRequest } from '../../src/network/attach';
 import { realNetHost } from '../../src/network/netns';
+import { fakeReconcileContext } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
 import { requireSandbox } from '../helpers/sandbox-guard';
 
@@ -56,13 +56,7 @@ afterEach(async () => {
 });
 
 function context(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'network-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'network-controller', paths, logger });
 }
 
 async function readyNetwork(name: string, spec: Network['spec'] = {}): Promise<Network> {

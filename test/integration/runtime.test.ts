@@ -3,90 +3,20 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { shimPath } from '../../addon/index';
-import { ContainerStateError, Runtime, ShimError, type ContainerConfig } from '../../src/runtime/index';
-import { buildBusyboxRootfs } from '../helpers/busybox-rootfs';
+import { ContainerStateError, Runtime, ShimError } from '../../src/runtime/index';
+import { readJsonLog, runtimeHarness, sh } from '../helpers/runtime-harness';
 import { requireSandbox } from '../helpers/sandbox-guard';
+import { until } from '../helpers/wait';
 
 requireSandbox('runtime integration tests');
 
-let imageDir: string;
-let lower: string;
-let tmp: string;
-let runtime: Runtime;
-let cgroupParent: string;
-
-beforeAll(() => {
-  imageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-rt-image-'));
-  lower = buildBusyboxRootfs(path.join(imageDir, 'layer'));
-});
-
-afterAll(() => {
-  fs.rmSync(imageDir, { recursive: true, force: true });
-});
-
-beforeEach(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-rt-'));
-  cgroupParent = `d2p-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  runtime = new Runtime({ stateDir: path.join(tmp, 'state'), cgroupParent });
-});
-
-afterEach(async () => {
-  const errors: unknown[] = [];
-  for (const c of await runtime.list()) {
-    try {
-      await runtime.delete(c.id, { force: true });
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    runtime.cgroups.removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-});
-
-function container(id: string, args: string[], extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return { id, rootfs: { lowerDirs: [lower] }, image: { env: ['PATH=/bin'] }, command: args, ...extra };
-}
-
-function readLog(file: string): { stdout: string; stderr: string } {
-  const out = { stdout: '', stderr: '' };
-  for (const line of fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
-    const rec = JSON.parse(line) as { log: string; stream: 'stdout' | 'stderr'; time: string };
-    out[rec.stream] += rec.log;
-  }
-  return out;
-}
-
-/** Runs a container to completion and returns its exit status and output. */
-async function runToEnd(config: ContainerConfig) {
-  await runtime.run(config);
-  const exit = await runtime.wait(config.id);
-  return { ...exit, ...readLog(runtime.logPath(config.id)) };
-}
-
-function sh(script: string): string[] {
-  return ['sh', '-c', script];
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const harness = runtimeHarness('rt');
+const { container, runToEnd } = harness;
 
 describe('isolation', () => {
   it('runs the workload as PID 1 that sees only its own processes', async () => {
@@ -105,7 +35,7 @@ describe('isolation', () => {
   });
 
   it('makes / the image: a host file is unreachable and cd /.. stays at /', async () => {
-    const marker = path.join(tmp, 'host-marker');
+    const marker = path.join(harness.tmp, 'host-marker');
     fs.writeFileSync(marker, 'secret');
     const r = await runToEnd(container('root', sh(`cd /..; pwd; ls /bin/busybox; cat ${marker} || echo unreachable`)));
     expect(r.stdout).toBe('/\n/bin/busybox\nunreachable\n');
@@ -148,7 +78,7 @@ describe('isolation', () => {
   });
 
   it('reports a missing executable as a ShimError with errno', async () => {
-    const err = await runtime.run(container('noexec', ['/no/such/binary'])).catch((e: unknown) => e);
+    const err = await harness.runtime.run(container('noexec', ['/no/such/binary'])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ShimError);
     expect((err as ShimError).native).toMatchObject({ code: 'ENOENT', syscall: 'execve', path: '/no/such/binary' });
   });
@@ -163,24 +93,24 @@ describe('escapes', () => {
 
   it('cannot overwrite the shim or a host binary through /proc/self/exe or /proc/1/exe', async () => {
     const hash = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
-    const before = { shim: hash(shimPath()), busybox: hash('/usr/bin/busybox'), layer: hash(path.join(lower, 'bin/busybox')) };
+    const before = { shim: hash(shimPath()), busybox: hash('/usr/bin/busybox'), layer: hash(path.join(harness.lower, 'bin/busybox')) };
     const r = await runToEnd(container('exe', sh('readlink /proc/1/exe; echo x > /proc/1/exe || echo refused1; echo x > /proc/self/exe || echo refused2')));
     expect(r.stdout).toBe('/bin/busybox\nrefused1\nrefused2\n');
-    expect({ shim: hash(shimPath()), busybox: hash('/usr/bin/busybox'), layer: hash(path.join(lower, 'bin/busybox')) }).toEqual(before);
+    expect({ shim: hash(shimPath()), busybox: hash('/usr/bin/busybox'), layer: hash(path.join(harness.lower, 'bin/busybox')) }).toEqual(before);
   });
 
   it('resolves a bind target through a symlink pointing out of the rootfs inside the rootfs', async () => {
-    const hostDir = path.join(tmp, 'host-victim');
+    const hostDir = path.join(harness.tmp, 'host-victim');
     fs.mkdirSync(hostDir);
-    const evil = path.join(tmp, 'evil-layer');
+    const evil = path.join(harness.tmp, 'evil-layer');
     fs.mkdirSync(evil);
     fs.symlinkSync(hostDir, path.join(evil, 'escape')); // absolute link to a host dir
-    const volume = path.join(tmp, 'volume');
+    const volume = path.join(harness.tmp, 'volume');
     fs.mkdirSync(volume);
     fs.writeFileSync(path.join(volume, 'vol-file'), 'v');
     const r = await runToEnd({
       ...container('symlink', sh('ls /escape/sub')),
-      rootfs: { lowerDirs: [evil, lower] },
+      rootfs: { lowerDirs: [evil, harness.lower] },
       mounts: [{ type: 'bind', source: volume, target: '/escape/sub' }],
     });
     expect(r.stdout).toBe('vol-file\n');
@@ -195,15 +125,15 @@ describe('cgroups', () => {
   });
 
   it('stops a fork bomb at the pids limit', async () => {
-    await runtime.run(container('pids', sh('i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done; sleep 30'), { resources: { pids: 20 } }));
-    const events = path.join(runtime.cgroups.dirsOf('pids').find((d) => d.includes('/pids/')) ?? runtime.cgroups.dirsOf('pids')[0], 'pids.events');
+    await harness.runtime.run(container('pids', sh('i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done; sleep 30'), { resources: { pids: 20 } }));
+    const events = path.join(harness.runtime.cgroups.dirsOf('pids').find((d) => d.includes('/pids/')) ?? harness.runtime.cgroups.dirsOf('pids')[0], 'pids.events');
     // pids.events counts forks refused at the limit (cgroup-v1/pids.rst, cgroup-v2.rst).
     const refused = await until('a refused fork', () => {
       const n = Number(/^max (\d+)$/m.exec(fs.readFileSync(events, 'utf8'))?.[1] ?? 0);
       return n > 0 ? n : undefined;
     });
     expect(refused).toBeGreaterThan(0);
-    expect(readLog(runtime.logPath('pids')).stderr).toMatch(/can't fork|Resource temporarily unavailable/);
+    expect(readJsonLog(harness.runtime.logPath('pids')).stderr).toMatch(/can't fork|Resource temporarily unavailable/);
     const pidsMax = fs.readFileSync(path.join(path.dirname(events), 'pids.max'), 'utf8').trim();
     expect(pidsMax).toBe('20');
   });
@@ -214,12 +144,12 @@ describe('cgroups', () => {
   });
 
   it('pauses and unpauses with the freezer, and reports stats', async () => {
-    await runtime.run(container('pause', ['sleep', '30'], { resources: { memory: 32 * 1024 * 1024 } }));
-    await runtime.pause('pause');
-    expect((await runtime.state('pause')).status).toBe('paused');
-    await runtime.unpause('pause');
-    expect((await runtime.state('pause')).status).toBe('running');
-    const stats = await runtime.stats('pause');
+    await harness.runtime.run(container('pause', ['sleep', '30'], { resources: { memory: 32 * 1024 * 1024 } }));
+    await harness.runtime.pause('pause');
+    expect((await harness.runtime.state('pause')).status).toBe('paused');
+    await harness.runtime.unpause('pause');
+    expect((await harness.runtime.state('pause')).status).toBe('running');
+    const stats = await harness.runtime.stats('pause');
     expect(stats.memoryLimit).toBe(32 * 1024 * 1024);
     expect(stats.pids).toBe(1);
     expect(stats.memoryUsage).toBeGreaterThan(0);
@@ -229,44 +159,44 @@ describe('cgroups', () => {
 describe('lifecycle', () => {
   it('stops with the stop signal, then SIGKILL after the grace period', async () => {
     // PID 1 without a handler ignores SIGTERM (pid_namespaces(7)), so the kill must follow.
-    await runtime.run(container('stop', ['sleep', '30'], { stopGracePeriod: '300ms' }));
-    const s = await runtime.stop('stop');
+    await harness.runtime.run(container('stop', ['sleep', '30'], { stopGracePeriod: '300ms' }));
+    const s = await harness.runtime.stop('stop');
     expect(s).toMatchObject({ status: 'stopped', exitCode: 137, signal: 'SIGKILL' });
   });
 
   it('refuses to start a running container twice', async () => {
-    await runtime.run(container('twice', ['sleep', '30']));
-    await expect(runtime.start('twice')).rejects.toBeInstanceOf(ContainerStateError);
+    await harness.runtime.run(container('twice', ['sleep', '30']));
+    await expect(harness.runtime.start('twice')).rejects.toBeInstanceOf(ContainerStateError);
   });
 
   it('execs inside the namespaces with its own exit code', async () => {
-    await runtime.run(container('exec', ['sleep', '30'], { hostname: 'exec-host' }));
-    const r = await runtime.exec('exec', { args: ['sh', '-c', 'hostname; cat /proc/1/cmdline | tr "\\0" " "; echo; grep CapEff /proc/self/status; exit 3'] });
+    await harness.runtime.run(container('exec', ['sleep', '30'], { hostname: 'exec-host' }));
+    const r = await harness.runtime.exec('exec', { args: ['sh', '-c', 'hostname; cat /proc/1/cmdline | tr "\\0" " "; echo; grep CapEff /proc/self/status; exit 3'] });
     expect(r.exitCode).toBe(3);
     expect(r.stdout.toString()).toBe('exec-host\nsleep 30 \nCapEff:\t00000000a80425fb\n');
   });
 
   it('tears down: no process, mount or cgroup left after delete', async () => {
-    const s = await runtime.run(container('teardown', ['sleep', '30']));
-    const dirs = runtime.cgroups.dirsOf('teardown');
+    const s = await harness.runtime.run(container('teardown', ['sleep', '30']));
+    const dirs = harness.runtime.cgroups.dirsOf('teardown');
     expect(dirs.every((d) => fs.existsSync(d))).toBe(true);
-    await runtime.delete('teardown', { force: true });
+    await harness.runtime.delete('teardown', { force: true });
     expect(fs.existsSync(`/proc/${s.pid}`)).toBe(false);
     expect(dirs.some((d) => fs.existsSync(d))).toBe(false);
-    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(tmp);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(harness.tmp);
     expect(fs.existsSync(s.bundle)).toBe(false);
   });
 });
 
 describe('supervision', () => {
   it('survives the death of the process that started it and is adopted once by a new Runtime', async () => {
-    const stateDir = path.join(tmp, 'state');
+    const stateDir = path.join(harness.tmp, 'state');
     const config = container('adopt', sh('i=0; while [ $i -lt 25 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done; exit 7'));
-    const script = path.join(tmp, 'starter.ts');
+    const script = path.join(harness.tmp, 'starter.ts');
     fs.writeFileSync(
       script,
       `import { Runtime } from ${JSON.stringify(path.resolve('src/runtime/index'))};\n` +
-        `const rt = new Runtime({ stateDir: ${JSON.stringify(stateDir)}, cgroupParent: ${JSON.stringify(cgroupParent)} });\n` +
+        `const rt = new Runtime({ stateDir: ${JSON.stringify(stateDir)}, cgroupParent: ${JSON.stringify(harness.cgroupParent)} });\n` +
         `rt.run(${JSON.stringify(config)}).then(() => { process.stdout.write('started\\n'); setInterval(() => {}, 1000); }, (e) => { console.error(e); process.exit(1); });\n`,
     );
     const starter = spawn(path.resolve('node_modules/.bin/vite-node'), [script], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -277,14 +207,14 @@ describe('supervision', () => {
       });
       starter.kill('SIGKILL');
       await new Promise((r) => starter.once('exit', r));
-      const adopted = new Runtime({ stateDir, cgroupParent });
+      const adopted = new Runtime({ stateDir, cgroupParent: harness.cgroupParent });
       const listed = await adopted.list();
       expect(listed.map((c) => [c.id, c.status])).toEqual([['adopt', 'running']]);
       await expect(adopted.start('adopt')).rejects.toBeInstanceOf(ContainerStateError);
-      const ticksBefore = readLog(adopted.logPath('adopt')).stdout.split('\n').length;
+      const ticksBefore = readJsonLog(adopted.logPath('adopt')).stdout.split('\n').length;
       const exit = await adopted.wait('adopt');
       expect(exit.exitCode).toBe(7);
-      const out = readLog(adopted.logPath('adopt')).stdout;
+      const out = readJsonLog(adopted.logPath('adopt')).stdout;
       expect(out.split('\n').length).toBeGreaterThan(ticksBefore);
       expect(out).toContain('tick 24\n');
     } finally {

@@ -5,19 +5,13 @@
 // The daemon runs in-process with the real controllers, runtime and shim.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { API_VERSION } from '../../src/api/meta';
-import { createClient } from '../../src/client/index';
-import type { Client } from '../../src/client/types';
-import { CgroupManager } from '../../src/runtime/index';
-import { runDaemon, type Daemon } from '../../src/server/daemon';
-import { startControllers } from '../../controllers/index';
+import { useTestDaemon } from '../helpers/daemon';
 import { requireSandbox } from '../helpers/sandbox-guard';
-import { importTestImage } from '../helpers/test-image';
 
 requireSandbox('tty integration tests');
 
@@ -60,65 +54,15 @@ status = os.waitpid(pid, 0)[1]
 sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 `;
 
-let tmp: string;
-let daemon: Daemon;
-let client: Client;
-let cgroupParent: string;
-const previousCgroupParent = process.env.D2P_CGROUP_PARENT;
+const cgroupParent = `d2p-tty-test-${process.pid}`;
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!fs.existsSync(path.resolve(__dirname, '../../dist/src/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
   const python = spawnSync('python3', ['-c', 'import pty']);
   if (python.status !== 0) throw new Error(`python3 with the pty module is needed to drive a terminal: ${python.stderr}`);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-tty-it-'));
-  cgroupParent = `d2p-tty-test-${process.pid}`;
-  process.env.D2P_CGROUP_PARENT = cgroupParent;
-  const root = path.join(tmp, 'root');
-  await importTestImage({ imagesDir: path.join(root, 'images'), workDir: tmp, ref: IMAGE });
-  daemon = await runDaemon({
-    root,
-    socket: path.join(tmp, 'd2p.sock'),
-    handleSignals: false,
-    log: () => undefined,
-    startControllers: ({ client: c, paths }) =>
-      startControllers({
-        client: c,
-        paths,
-        containerCgroupParent: cgroupParent,
-        logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: function () { return this; } } as never,
-        tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } },
-      }),
-  });
-  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
 }, 60_000);
 
-afterAll(async () => {
-  const errors: unknown[] = [];
-  try {
-    if (client) {
-      for (const c of (await client.containers.list({})).items) await client.containers.delete(c.metadata.namespace!, c.metadata.name);
-      await vi.waitFor(async () => expect((await client.containers.list({})).items).toEqual([]), { timeout: 30_000 });
-    }
-  } catch (e) {
-    errors.push(e);
-  }
-  for (const step of [() => client?.close(), () => daemon?.stop()]) {
-    try {
-      await step();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    new CgroupManager({ parent: cgroupParent }).removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  if (previousCgroupParent === undefined) delete process.env.D2P_CGROUP_PARENT;
-  else process.env.D2P_CGROUP_PARENT = previousCgroupParent;
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
-}, 60_000);
+const harness = useTestDaemon('tty-it', { cgroupParent, exportCgroupParent: true, images: [{ ref: IMAGE }] }, 60_000);
 
 interface Terminal {
   type(text: string): void;
@@ -135,7 +79,7 @@ interface Terminal {
 /** bin/d2p ARGS on a pty of cols×rows; the global flags point it at this test's daemon. */
 function terminal(args: string[], cols = 80, rows = 24): Terminal {
   const [command, ...rest] = args;
-  const cliArgs = [BIN, command, '--root', daemon.paths.root, '--socket', daemon.paths.socket, ...rest];
+  const cliArgs = [BIN, command, '--root', harness.daemon.paths.root, '--socket', harness.daemon.paths.socket, ...rest];
   const child = spawn('python3', ['-c', PTY_DRIVER, String(cols), String(rows), process.execPath, ...cliArgs], {
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     env: { ...process.env, D2P_CGROUP_PARENT: cgroupParent, TERM: 'xterm' },
@@ -178,16 +122,16 @@ function terminal(args: string[], cols = 80, rows = 24): Terminal {
 }
 
 async function runningContainer(name: string): Promise<void> {
-  await client.images.create({ apiVersion: API_VERSION, kind: 'Image', metadata: { name: 'tty-image', namespace: 'default' }, spec: { ref: IMAGE, pullPolicy: 'IfNotPresent' } }).catch((err: unknown) => {
+  await harness.client.images.create({ apiVersion: API_VERSION, kind: 'Image', metadata: { name: 'tty-image', namespace: 'default' }, spec: { ref: IMAGE, pullPolicy: 'IfNotPresent' } }).catch((err: unknown) => {
     if ((err as { reason?: string }).reason !== 'AlreadyExists') throw err;
   });
-  await client.containers.create({
+  await harness.client.containers.create({
     apiVersion: API_VERSION,
     kind: 'Container',
     metadata: { name, namespace: 'default' },
     spec: { image: IMAGE, command: ['sleep', '1000'], stopGracePeriod: '100ms' },
   });
-  await vi.waitFor(async () => expect((await client.containers.get('default', name)).status?.phase).toBe('Running'), { timeout: 30_000, interval: 100 });
+  await vi.waitFor(async () => expect((await harness.client.containers.get('default', name)).status?.phase).toBe('Running'), { timeout: 30_000, interval: 100 });
 }
 
 describe('d2p exec -it', () => {
@@ -230,6 +174,6 @@ describe('d2p run -it', () => {
     await term.waitFor('hi\n');
     expect(await term.exitCode).toBe(3);
     // --rm removed it once it ended.
-    await vi.waitFor(async () => expect((await client.containers.list({ namespace: 'default' })).items.map((c) => c.metadata.name)).not.toContain('interactive'), { timeout: 20_000 });
+    await vi.waitFor(async () => expect((await harness.client.containers.list({ namespace: 'default' })).items.map((c) => c.metadata.name)).not.toContain('interactive'), { timeout: 20_000 });
   }, 60_000);
 });

@@ -3,9 +3,8 @@
 // (hack/test-images/lib.js, no registry), and the command functions called as the CLI
 // calls them. Checked against the machine: pids in /proc, processes gone after down.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import type { Container } from '../../src/api/types';
 import { downCommand } from '../../src/cli/commands/down';
@@ -20,25 +19,17 @@ import { upCommand } from '../../src/cli/commands/up';
 import { connect } from '../../src/cli/connect';
 import { createContext, type CommandContext } from '../../src/cli/context';
 import { CliError, StringWriter } from '../../src/cli/io';
-import { createClient } from '../../src/client/index';
-import type { Client } from '../../src/client/types';
-import { CgroupManager } from '../../src/runtime/index';
-import { runDaemon, type Daemon } from '../../src/server/daemon';
-import { startControllers } from '../../controllers/index';
+import { useTestDaemon } from '../helpers/daemon';
 import { requireSandbox } from '../helpers/sandbox-guard';
-import { importTestImage } from '../helpers/test-image';
+import { runsNotZombie } from '../helpers/process';
 
 requireSandbox('workload command integration tests');
 
 const IMAGE = 'd2p.test/workload:1';
 const PROJECT = 'wl';
 
-let tmp: string;
-let daemon: Daemon;
-let client: Client;
-let cgroupParent: string;
+const cgroupParent = `d2p-wl-test-${process.pid}`;
 let projectDir: string;
-const previousCgroupParent = process.env.D2P_CGROUP_PARENT;
 
 // sleep as PID 1 ignores SIGTERM (no handler, kernel rule for a namespace's init), so the
 // short grace period keeps stops quick.
@@ -72,62 +63,13 @@ volumes:
   data: {}
 `;
 
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-workload-it-'));
-  cgroupParent = `d2p-wl-test-${process.pid}`;
-  // The CLI opens the runtime with the daemon's cgroup parent (exec, kill, stats).
-  process.env.D2P_CGROUP_PARENT = cgroupParent;
-  const root = path.join(tmp, 'root');
-  await importTestImage({ imagesDir: path.join(root, 'images'), workDir: tmp, ref: IMAGE, extraDirs: ['data'] });
-  daemon = await runDaemon({
-    root,
-    socket: path.join(tmp, 'd2p.sock'),
-    handleSignals: false,
-    log: () => undefined,
-    startControllers: ({ client: c, paths }) =>
-      startControllers({
-        client: c,
-        paths,
-        containerCgroupParent: cgroupParent,
-        logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: function () { return this; } } as never,
-        tuning: { backoff: { baseDelayMs: 50, maxDelayMs: 1000 } },
-      }),
-  });
-  client = createClient({ socketPath: path.join(tmp, 'd2p.sock') });
-  projectDir = path.join(tmp, 'project');
+// The CLI opens the runtime with the daemon's cgroup parent (exec, kill, stats).
+const harness = useTestDaemon('workload-it', { cgroupParent, exportCgroupParent: true, images: [{ ref: IMAGE, extraDirs: ['data'] }] });
+
+beforeAll(() => {
+  projectDir = path.join(harness.tmp, 'project');
   fs.mkdirSync(projectDir);
   fs.writeFileSync(path.join(projectDir, 'compose.yaml'), COMPOSE);
-});
-
-afterAll(async () => {
-  const errors: unknown[] = [];
-  try {
-    if (client) {
-      for (const ns of [PROJECT, 'default']) {
-        for (const s of (await client.services.list({ namespace: ns })).items) await client.services.delete(ns, s.metadata.name);
-        for (const c of (await client.containers.list({ namespace: ns })).items) await client.containers.delete(ns, c.metadata.name);
-      }
-      await vi.waitFor(async () => expect((await client.containers.list({})).items).toEqual([]), { timeout: 30_000 });
-    }
-  } catch (e) {
-    errors.push(e);
-  }
-  for (const step of [() => client?.close(), () => daemon?.stop()]) {
-    try {
-      await step();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  try {
-    new CgroupManager({ parent: cgroupParent }).removeParent();
-  } catch (e) {
-    errors.push(e);
-  }
-  if (previousCgroupParent === undefined) delete process.env.D2P_CGROUP_PARENT;
-  else process.env.D2P_CGROUP_PARENT = previousCgroupParent;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
 });
 
 interface Captured {
@@ -139,7 +81,7 @@ interface Captured {
 function cli(): Captured {
   const out = new StringWriter();
   const err = new StringWriter();
-  const ctx = createContext({ root: daemon.paths.root, socket: daemon.paths.socket }, { stdout: out, stderr: err }, { startDaemon: false, connect });
+  const ctx = createContext({ root: harness.daemon.paths.root, socket: harness.daemon.paths.socket }, { stdout: out, stderr: err }, { startDaemon: false, connect });
   return { ctx, out, err };
 }
 
@@ -159,10 +101,6 @@ async function call<O>(command: (opts: O, ctx: CommandContext) => Promise<number
 
 const project = { cwd: '/', projectName: PROJECT };
 
-function alive(pid: number): boolean {
-  return fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
-}
-
 async function psJson(all = false): Promise<{ Name: string; Service: string; State: string; Status: string; Pid: number; ExitCode: number }[]> {
   const { out } = await call(psCommand, { ...project, all, format: 'json' });
   return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
@@ -179,7 +117,7 @@ describe('Compose commands on the real runtime', () => {
     expect(rows.map((r) => r.Name)).toEqual(['wl-db-1', 'wl-web-1', 'wl-worker-1', 'wl-worker-2']);
     for (const row of rows) {
       expect(row.State).toBe('running');
-      expect(alive(row.Pid)).toBe(true);
+      expect(runsNotZombie(row.Pid)).toBe(true);
       expect(fs.readFileSync(`/proc/${row.Pid}/cmdline`, 'utf8').split('\0')).toContain('sleep');
       pidsSeen.push(row.Pid);
     }
@@ -241,13 +179,13 @@ describe('Compose commands on the real runtime', () => {
       const stopped = (await psJson(true)).find((r) => r.Service === 'web')!;
       expect(stopped.State).toBe('exited');
       expect(stopped.Status).toMatch(/^Exited \(\d+\) /);
-      expect(alive(webPid)).toBe(false);
+      expect(runsNotZombie(webPid)).toBe(false);
       expect((await psJson()).map((r) => r.Service)).not.toContain('web');
       expect((await call(lifecycleCommand, { ...project, action: 'start', targets: ['web'] })).status).toBe(0);
       const restarted = (await psJson()).find((r) => r.Service === 'web')!;
       expect(restarted.State).toBe('running');
       expect(restarted.Pid).not.toBe(webPid);
-      expect(alive(restarted.Pid)).toBe(true);
+      expect(runsNotZombie(restarted.Pid)).toBe(true);
       pidsSeen.push(restarted.Pid);
       await vi.waitFor(() => expect(followed.out.toString().match(/web started/g)).toHaveLength(2), { timeout: 10_000, interval: 100 });
     } finally {
@@ -262,16 +200,16 @@ describe('Compose commands on the real runtime', () => {
   it('run --rm streams stdout and stderr apart, exits with the exit code and leaves nothing', async () => {
     const result = await call(runCommand, { image: IMAGE, command: ['sh', '-c', 'echo out; echo err >&2; exit 7'], rm: true, name: 'once' });
     expect(result).toEqual({ status: 7, out: 'out\n', err: 'err\n' });
-    expect((await client.containers.list({ namespace: 'default' })).items).toEqual([]);
+    expect((await harness.client.containers.list({ namespace: 'default' })).items).toEqual([]);
     const detached = await call(runCommand, { image: IMAGE, command: ['sleep', '1000'], detach: true, random: () => 0 });
     expect(detached.out).toBe('admiring_agnesi\n');
-    await vi.waitFor(async () => expect((await client.containers.get('default', 'admiring_agnesi')).status?.phase).toBe('Running'), { timeout: 20_000 });
-    const pid = (await client.containers.get('default', 'admiring_agnesi')).status!.pid!;
+    await vi.waitFor(async () => expect((await harness.client.containers.get('default', 'admiring_agnesi')).status?.phase).toBe('Running'), { timeout: 20_000 });
+    const pid = (await harness.client.containers.get('default', 'admiring_agnesi')).status!.pid!;
     const refused = await call(lifecycleCommand, { cwd: '/', action: 'rm', targets: ['admiring_agnesi'] });
     expect(refused.status).toBe(1);
     expect(refused.err).toMatch(/admiring_agnesi: cannot remove container: container is running/);
     expect((await call(lifecycleCommand, { cwd: '/', action: 'rm', force: true, targets: ['admiring_agnesi'] })).status).toBe(0);
-    expect(alive(pid)).toBe(false);
+    expect(runsNotZombie(pid)).toBe(false);
   });
 
   it('up attached prints prefixed logs and, on Ctrl-C, stops the project and exits 130', async () => {
@@ -303,11 +241,11 @@ describe('Compose commands on the real runtime', () => {
     for (const name of ['wl-db-1', 'wl-web-1', 'wl-worker-1', 'wl-worker-2']) expect(down.out).toContain(` ✔ Container ${name}  Removed\n`);
     expect(down.out).toContain(' ✔ Volume wl_data  Removed\n');
     for (const kind of ['Service', 'Container', 'Network', 'Volume'] as const) {
-      expect((await client.for(kind).list({ namespace: PROJECT })).items).toEqual([]);
+      expect((await harness.client.for(kind).list({ namespace: PROJECT })).items).toEqual([]);
     }
-    for (const pid of pidsSeen) expect(alive(pid)).toBe(false);
-    expect(fs.existsSync(path.join(daemon.paths.volumes, PROJECT, 'wl_data'))).toBe(false);
-    const leftover = (await client.containers.list({})).items as Container[];
+    for (const pid of pidsSeen) expect(runsNotZombie(pid)).toBe(false);
+    expect(fs.existsSync(path.join(harness.daemon.paths.volumes, PROJECT, 'wl_data'))).toBe(false);
+    const leftover = (await harness.client.containers.list({})).items as Container[];
     expect(leftover).toEqual([]);
   });
 });

@@ -11,17 +11,12 @@ import { BuildError, type BuildDeps, type BuildOptions, type BuildResult } from 
 import { ImageStore, importOciLayout } from '../../src/images/index';
 import { getCondition } from '../../controllers/conditions';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import { reconcileBuild } from '../../controllers/build';
 import { createJsonLogger } from '../../controllers/logger';
 import type { ReconcileContext } from '../../controllers/manager';
+import { fakeReconcileContext } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
+import { fixtures } from '../helpers/test-image';
 
 const TAG = 'docker.io/shop/web:latest';
 const logger = createJsonLogger({ write: () => undefined });
@@ -63,13 +58,7 @@ afterEach(() => {
 });
 
 function context(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'build-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'build-controller', paths, logger });
 }
 
 async function createBuild(spec: Partial<NonNullable<Build['spec']>> = {}): Promise<void> {

@@ -21,6 +21,7 @@ import { createContext, type CommandContext } from '../../src/cli/context';
 import { ReportedError, StringWriter } from '../../src/cli/io';
 import { main, type CommandLoader } from '../../src/cli/main';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
+import { until as waitFor } from '../helpers/wait';
 
 interface Harness {
   root: string;
@@ -81,16 +82,6 @@ const network = (name: string, internal = false) =>
 
 async function names(kind: string, namespace = 'shop'): Promise<string[]> {
   return (await h!.client.for(kind).list({ namespace })).items.map((o) => o.metadata.name).sort();
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('apply, get, describe, diff, delete against an API-only daemon', () => {

@@ -12,12 +12,7 @@ import { StringWriter, type CliIO } from '../../src/cli/io';
 import { main } from '../../src/cli/main';
 import { ProgressDisplay, barWidthFor, formatByteProgress, pullProgress, pullStatus, pushProgress, shortId } from '../../src/cli/progress';
 import { ImageStore } from '../../src/images/index';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number; configDigest: string; layers: { digest: string; diffID: string }[] };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
+import { fixtures } from '../helpers/test-image';
 
 const DIGEST_A = `sha256:${'a1b2c3d4e5f6'.padEnd(64, '0')}`;
 const DIGEST_B = `sha256:${'b1b2c3d4e5f6'.padEnd(64, '0')}`;

@@ -14,6 +14,7 @@ import type { Client, ResourceClient } from '../../src/client/types';
 import { startApiServer, type ApiServer } from '../../src/server/api-server';
 import { openStore } from '../../src/store/index';
 import type { Store } from '../../src/store/types';
+import { pidExists } from '../helpers/process';
 
 interface Harness {
   dir: string;
@@ -292,17 +293,8 @@ process.on('SIGTERM', () => process.exit(0));
     expect(err.message).toContain(`starting on ${paths.socket}`);
     const [pid] = startedPids(paths.root);
     const deadline = Date.now() + 5000;
-    while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(isAlive(pid)).toBe(false);
+    while (pidExists(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(pidExists(pid)).toBe(false);
   });
 });
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw e;
-  }
-}

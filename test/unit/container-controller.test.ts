@@ -16,9 +16,9 @@ import { HealthProber, resolveHealthcheck } from '../../controllers/container-he
 import { resolveInRoot } from '../../controllers/container-mounts';
 import { RestartBackoff, shouldRestart } from '../../controllers/container-restart';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import { createJsonLogger } from '../../controllers/logger';
 import type { Controller, ReconcileContext, Result } from '../../controllers/manager';
+import { fakeReconcileContext } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
 
 const logger = createJsonLogger({ write: () => undefined });
@@ -169,13 +169,7 @@ afterEach(() => {
 });
 
 function context(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'container-controller', logger }),
-    paths,
-    log: logger,
-    signal: abort.signal,
-  };
+  return fakeReconcileContext(api, { component: 'container-controller', paths, logger, signal: abort.signal });
 }
 
 const KEY = 'shop/web-1';

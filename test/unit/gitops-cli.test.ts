@@ -16,6 +16,7 @@ import { main, type CommandLoader } from '../../src/cli/main';
 import { printTable } from '../../src/cli/printers';
 import { withGitOps } from '../../src/gitops';
 import { runDaemon, type Daemon } from '../../src/server/daemon';
+import { poller } from '../helpers/wait';
 
 let root: string;
 let manifests: string;
@@ -66,15 +67,8 @@ function volume(name: string): string {
   return `apiVersion: d2p.dev/v1alpha1\nkind: Volume\nmetadata:\n  name: ${name}\n`;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// The watch loop and the daemon share this process: poll no faster than they need to make progress.
+const until = poller({ intervalMs: 50 });
 
 describe('d2p watch', () => {
   it('prints one line per sync and stops on the signal', async () => {

@@ -12,7 +12,6 @@ import { resolvePaths, type Paths } from '../../src/config';
 import { ImageError, ImageStore, importOciLayout, type ImageConfig, type PullOptions, type StoredImage } from '../../src/images/index';
 import { getCondition } from '../../controllers/conditions';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import {
   NEVER_PULL_RECHECK_MS,
   imageConfigStatus,
@@ -22,14 +21,10 @@ import {
   type LocalImages,
 } from '../../controllers/image';
 import { createJsonLogger } from '../../controllers/logger';
-import { Manager, type ReconcileContext } from '../../controllers/manager';
+import type { Manager, ReconcileContext } from '../../controllers/manager';
+import { fakeReconcileContext, startFakeManager, stopManagerAndRemoveDir } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
-
-const fixtures = require('../../hack/test-images/lib.js') as {
-  tarArchive(entries: object[]): Buffer;
-  addImage(dir: string, layers: Buffer[], opts?: object): { digest: string; mediaType: string; size: number; configDigest: string; layers: { digest: string; size: number; diffID: string; mediaType: string }[] };
-  writeLayoutIndex(dir: string, named: Record<string, object>): void;
-};
+import { fixtures } from '../helpers/test-image';
 
 const REF = 'registry.test/shop/web:1.0';
 const logger = createJsonLogger({ write: () => undefined });
@@ -98,22 +93,13 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  try {
-    await manager?.stop();
-  } finally {
-    manager = undefined;
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  const started = manager;
+  manager = undefined;
+  await stopManagerAndRemoveDir(started, tmp);
 });
 
 function context(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'image-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'image-controller', paths, logger });
 }
 
 async function createImage(spec: Image['spec'], name = 'web'): Promise<Image> {
@@ -291,9 +277,7 @@ describe('Image controller: failures', () => {
   it('through the manager, failed pulls are retried with back-off until one succeeds', async () => {
     registry.serve(REF, 'v1');
     registry.failNext(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5000'), { code: 'ECONNREFUSED' }), 2);
-    manager = new Manager({ client: api, paths, logger, backoff: { baseDelayMs: 5, maxDelayMs: 20 }, watchRetry: { baseDelayMs: 5, maxDelayMs: 20, minHealthyWatchMs: 0 } });
-    manager.register(imageController({ openImages: async () => registry }));
-    await manager.start();
+    manager = await startFakeManager(api, { paths, logger, controllers: [imageController({ openImages: async () => registry })], maxBackoffMs: 20 });
     await createImage({ ref: REF });
     await waitFor(() => peek().status?.phase === 'Ready');
     expect(registry.pulls).toHaveLength(3);

@@ -10,7 +10,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { getCondition } from '../../controllers/conditions';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import { createJsonLogger } from '../../controllers/logger';
 import type { ReconcileContext } from '../../controllers/manager';
 import { NETWORK_FINALIZER, networkController, reconcileNetwork } from '../../controllers/network';
@@ -23,6 +22,7 @@ import { NetworkError } from '../../src/network/errors';
 import { formatCidr, ipToNumber } from '../../src/network/ipam';
 import type { Address, BridgeRules, Link, NetHost, NetworkFirewall, Route, RouteSpec } from '../../src/network/netns';
 import { PortPublisher } from '../../src/network/port-forward';
+import { fakeReconcileContext, startFakeManager } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
 
 // ---------------------------------------------------------------------------- fakes
@@ -254,13 +254,7 @@ afterEach(async () => {
 });
 
 function context(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'network-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'network-controller', paths, logger });
 }
 
 async function createNetwork(name: string, spec: Network['spec'] = {}, namespace = 'shop'): Promise<Network> {
@@ -448,11 +442,8 @@ describe('Network controller: deletion', () => {
   });
 
   it('a manager reconciles a new Network to Ready through its watch', async () => {
-    const { Manager } = await import('../../controllers/manager');
-    const manager = new Manager({ client: api, paths, logger, backoff: { baseDelayMs: 5, maxDelayMs: 20 }, watchRetry: { baseDelayMs: 5, maxDelayMs: 20, minHealthyWatchMs: 0 } });
-    manager.register(networkController({ networking: () => networking }));
+    const manager = await startFakeManager(api, { paths, logger, controllers: [networkController({ networking: () => networking })], maxBackoffMs: 20 });
     try {
-      await manager.start();
       await createNetwork('net');
       await expect.poll(() => stored('net').status?.phase, { timeout: 5000 }).toBe('Ready');
     } finally {

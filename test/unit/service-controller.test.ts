@@ -7,9 +7,8 @@ import type { Container, ContainerStatus, Dependency, Image, Service, ServiceSpe
 import { resolvePaths, type Paths } from '../../src/config';
 import { getCondition } from '../../controllers/conditions';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import { createJsonLogger } from '../../controllers/logger';
-import { Manager, type ReconcileContext } from '../../controllers/manager';
+import type { Manager, ReconcileContext } from '../../controllers/manager';
 import {
   DependentsIndex,
   SERVICE_LABEL,
@@ -19,6 +18,7 @@ import {
   serviceController,
   templateHash,
 } from '../../controllers/service';
+import { fakeReconcileContext, startFakeManager, stopManagerAndRemoveDir } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
 
 const NS = 'shop';
@@ -36,24 +36,15 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  try {
-    await manager?.stop();
-  } finally {
-    manager = undefined;
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  const started = manager;
+  manager = undefined;
+  await stopManagerAndRemoveDir(started, tmp);
 });
 
 const logger = createJsonLogger({ write: () => undefined });
 
 function directContext(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'service-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'service-controller', paths, logger });
 }
 
 const ctx = () => directContext();
@@ -556,15 +547,7 @@ describe('Service controller: depends_on', () => {
 
 describe('Service controller under the manager', () => {
   async function startManager(): Promise<Manager> {
-    manager = new Manager({
-      client: api,
-      paths,
-      logger,
-      backoff: { baseDelayMs: 5, maxDelayMs: 50 },
-      watchRetry: { baseDelayMs: 5, maxDelayMs: 20, minHealthyWatchMs: 0 },
-    });
-    manager.register(serviceController());
-    await manager.start();
+    manager = await startFakeManager(api, { paths, logger, controllers: [serviceController()], maxBackoffMs: 50 });
     return manager;
   }
 

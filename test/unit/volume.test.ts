@@ -6,10 +6,10 @@ import type { ApiObject, EventObject } from '../../src/api/meta';
 import { resolvePaths, type Paths } from '../../src/config';
 import { getCondition } from '../../controllers/conditions';
 import { TerminalError } from '../../controllers/errors';
-import { EventRecorder } from '../../controllers/events';
 import { createJsonLogger } from '../../controllers/logger';
-import { Manager, type ReconcileContext } from '../../controllers/manager';
+import type { Manager, ReconcileContext } from '../../controllers/manager';
 import { VOLUME_FINALIZER, reconcileVolume, volumeController, volumeDirectory, type Volume } from '../../controllers/volume';
+import { fakeReconcileContext, startFakeManager, stopManagerAndRemoveDir } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
 
 let tmp: string;
@@ -28,37 +28,20 @@ beforeEach(() => {
 
 afterEach(async () => {
   process.umask(savedUmask);
-  try {
-    await manager?.stop();
-  } finally {
-    manager = undefined;
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  const started = manager;
+  manager = undefined;
+  await stopManagerAndRemoveDir(started, tmp);
 });
 
 const logger = createJsonLogger({ write: () => undefined });
 
 async function startManager(): Promise<Manager> {
-  manager = new Manager({
-    client: api,
-    paths,
-    logger,
-    backoff: { baseDelayMs: 5, maxDelayMs: 50 },
-    watchRetry: { baseDelayMs: 5, maxDelayMs: 20, minHealthyWatchMs: 0 },
-  });
-  manager.register(volumeController());
-  await manager.start();
+  manager = await startFakeManager(api, { paths, logger, controllers: [volumeController()], maxBackoffMs: 50 });
   return manager;
 }
 
 function directContext(): ReconcileContext {
-  return {
-    client: (kind) => api.for(kind),
-    events: new EventRecorder(api.for('Event'), { component: 'volume-controller', logger }),
-    paths,
-    log: logger,
-    signal: new AbortController().signal,
-  };
+  return fakeReconcileContext(api, { component: 'volume-controller', paths, logger });
 }
 
 function volume(name: string, spec: Volume['spec'] = {}): Volume {
