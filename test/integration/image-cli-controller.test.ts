@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { EventObject } from '../../src/api/meta';
 import type { Image } from '../../src/api/types';
 import { createClient } from '../../src/client/index';
@@ -80,8 +80,11 @@ describe('Image controller in a daemon, against a loopback registry', () => {
     });
     const store = await ImageStore.open(daemon.paths.images);
     expect((await store.get(`${registry.host}/test/full:v1`))?.digest).toBe(images.full.digest);
-    const reasons = (await eventsOf('full')).map((e) => e.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['Pulling', 'Pulled']));
+    // The Pulled event is recorded right after the status write that says Ready.
+    await vi.waitFor(async () => expect((await eventsOf('full')).map((e) => e.reason)).toEqual(expect.arrayContaining(['Pulling', 'Pulled'])), {
+      timeout: 10_000,
+      interval: 50,
+    });
   });
 
   it('a repository the registry does not have fails with the registry’s answer, and keeps retrying', async () => {
