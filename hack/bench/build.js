@@ -9,6 +9,8 @@
 // Budget: cached ≤ 0.3 s, cold ≤ the peer's cold time. Run as root inside the sandbox:
 //   hack/sandbox node hack/bench/build.js [--install-peers]
 'use strict';
+require('./sandboxed').enterSandbox(__filename);
+
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');

@@ -5,6 +5,8 @@
 //   daemon RSS holding 1,000 objects      budget ≤ 80 MiB
 // Runs against a throwaway state root; prints medians over several runs.
 'use strict';
+require('./sandboxed').enterSandbox(__filename);
+
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');

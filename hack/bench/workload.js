@@ -390,14 +390,8 @@ async function main() {
   console.log(`\nBENCH ${JSON.stringify({ bench: 'workload', results })}`);
 }
 
-function reexecInSandbox() {
-  if (process.argv.includes('--install-peers')) execFileSync(path.join(repo, 'hack/install-peers'), { stdio: 'inherit' });
-  const r = spawnSync(path.join(repo, 'hack/sandbox'), [process.execPath, __filename, ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
-}
-
-if (process.env.D2P_SANDBOX !== '1') reexecInSandbox();
-else {
+require('./sandboxed').enterSandbox(__filename);
+{
   main().catch((e) => {
     console.error(`workload benchmark failed: ${e.stack ?? e.message}`);
     process.exit(1);
