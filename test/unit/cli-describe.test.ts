@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { ApiObject, EventObject } from '../../src/api/meta';
+import type { Container, ContainerPhase, Service } from '../../src/api/types';
 import { isEventFor, isOwnedBy, renderDescribe, smartLabel } from '../../src/cli/describe';
 
 const NOW = Date.parse('2024-05-01T12:00:00Z');
 const ago = (seconds: number): string => new Date(NOW - seconds * 1000).toISOString();
 
-const service: ApiObject = {
+const service: Service = {
   apiVersion: 'd2p.dev/v1alpha1',
   kind: 'Service',
   metadata: {
@@ -40,7 +41,7 @@ const service: ApiObject = {
   },
 };
 
-const container = (name: string, ownerUid: string, phase: string): ApiObject => ({
+const container = (name: string, ownerUid: string, phase: ContainerPhase): Container => ({
   apiVersion: 'd2p.dev/v1alpha1',
   kind: 'Container',
   metadata: {
@@ -130,7 +131,7 @@ describe('renderDescribe', () => {
 
   it('says <none> for no events, no owned objects and no conditions, and names the controller', () => {
     const ctr = container('shop-api-1', 'svc-uid', 'Running');
-    const out = renderDescribe({ object: { ...ctr, status: { phase: 'Running' } }, events: [], owned: [], now: NOW });
+    const out = renderDescribe({ object: { ...ctr, status: { phase: 'Running' } } as Container, events: [], owned: [], now: NOW });
     expect(out).toMatch(/^Events: {2}<none>$/m);
     expect(out).toMatch(/^Owns: {2}<none>$/m);
     expect(out).toMatch(/^Conditions: {2}<none>$/m);

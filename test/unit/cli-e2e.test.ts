@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startControllers } from '../../controllers';
 import { invalid } from '../../src/api/errors';
-import type { ApiObject } from '../../src/api/meta';
+import type { ApiObject, EventObject } from '../../src/api/meta';
 import { createClient, type Client } from '../../src/client';
 import { applyCommand } from '../../src/cli/commands/apply';
 import { convertCommand } from '../../src/cli/commands/convert';
@@ -248,7 +248,7 @@ describe('apply, get, describe, diff, delete against an API-only daemon', () => 
       firstTimestamp: now,
       lastTimestamp: now,
       source: { component: 'service-controller' },
-    } as ApiObject);
+    } as EventObject);
     const run = cli();
     expect(await describeCommand({ args: ['svc', 'web'], namespace: 'shop' }, run.ctx)).toBe(0);
     const text = run.out.toString();
@@ -338,7 +338,7 @@ describe('apply, get, describe, diff, delete against an API-only daemon', () => 
 
   it('runs through main(): global options after the command, exit statuses, errors on stderr', async () => {
     const load: CommandLoader = (name) =>
-      ({ apply: applyCommand, get: getCommand, describe: describeCommand, delete: deleteCommand, diff: diffCommand, convert: convertCommand, daemon: daemonCommand, version: versionCommand })[name] as never;
+      ({ apply: applyCommand, get: getCommand, describe: describeCommand, delete: deleteCommand, diff: diffCommand, convert: convertCommand, daemon: daemonCommand, version: versionCommand } as Record<string, unknown>)[name] as never;
     const run = async (...argv: string[]) => {
       const out = new StringWriter();
       const err = new StringWriter();

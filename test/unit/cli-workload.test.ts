@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Container, Service } from '../../src/api/types';
 import { downPlan } from '../../src/cli/commands/down';
-import { parseEnvFlags, NOT_A_TTY } from '../../src/cli/commands/exec';
+import { execCommand, parseEnvFlags, NOT_A_TTY } from '../../src/cli/commands/exec';
 import { runtimeCgroupParent } from '../../src/cli/commands/lifecycle';
 import { PrefixedPrinter, ProjectFollower } from '../../src/cli/commands/logs';
 import {
@@ -477,7 +477,6 @@ describe('argument parsing of the workload commands', () => {
   });
 
   it('refuses -t when its own input is not a terminal, as docker does', async () => {
-    const { execCommand } = await import('../../src/cli/commands/exec');
     const err = new StringWriter();
     const status = await main(['exec', '-it', 'web', 'sh'], { stdout: new StringWriter(), stderr: err }, { load: () => execCommand as never, context: { startDaemon: false } });
     expect(status).toBe(1);

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { EventObject } from '../../src/api/meta';
-import type { Container, ContainerSpec } from '../../src/api/types';
+import type { Container, ContainerSpec, ContainerStatus, VolumeStatus } from '../../src/api/types';
 import { resolvePaths, type Paths } from '../../src/config';
 import type { ImageConfig } from '../../src/images/index';
 import { ContainerNotFoundError, type ContainerConfig, type ContainerState, type ExecOptions, type ExecResult, type ExitStatus } from '../../src/runtime/index';
@@ -363,7 +363,7 @@ describe('Container controller', () => {
   it('adopts a running container it never saw, keeping its pid', async () => {
     await createContainer();
     const c = peek()!;
-    await api.for('Container').updateStatus({ ...c, status: { phase: 'Running', observedGeneration: 1 } });
+    await api.for('Container').updateStatus({ ...c, status: { phase: 'Running', observedGeneration: 1 } as ContainerStatus });
     runtime.adopt({ id: ID, rootfs: { path: '/' } }, 4242);
     await reconcile();
     expect(runtime.calls).toEqual([]);
@@ -421,7 +421,7 @@ describe('Container controller', () => {
     fs.mkdirSync(data);
     await api.for('Volume').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Volume', metadata: { name: 'site', namespace: 'shop' }, spec: {} });
     const v = api.peek('Volume', 'shop', 'site')!;
-    await api.for('Volume').updateStatus({ ...v, status: { phase: 'Ready', mountpoint: data } });
+    await api.for('Volume').updateStatus({ ...v, status: { phase: 'Ready', mountpoint: data } as VolumeStatus });
     await reconcile();
     expect(fs.readFileSync(path.join(data, 'index.html'), 'utf8')).toBe('hello');
     expect(fs.readlinkSync(path.join(data, 'link'))).toBe('/etc/shadow');

@@ -15,7 +15,7 @@ import {
 const NOW = Date.parse('2024-05-01T12:00:00Z');
 const ago = (seconds: number): string => new Date(NOW - seconds * 1000).toISOString();
 
-function obj(kind: string, name: string, extra: Partial<ApiObject> & Record<string, unknown> = {}, createdSecondsAgo = 5): ApiObject {
+function obj(kind: string, name: string, extra: Omit<Partial<ApiObject>, 'status'> & { status?: Record<string, unknown> } & Record<string, unknown> = {}, createdSecondsAgo = 5): ApiObject {
   const { metadata, ...rest } = extra;
   return {
     apiVersion: 'd2p.dev/v1alpha1',
