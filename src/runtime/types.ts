@@ -2,6 +2,8 @@
 // (crd-schemas/, DESIGN.md §1) the runtime needs, with names already resolved by the
 // Container controller: volume sources are host paths, image config is the Image status.
 
+import type { EnvVar, ExtraHost, Logging, Resources } from '../api/types';
+
 export interface ImageConfig {
   env?: string[];
   cmd?: string[];
@@ -21,13 +23,9 @@ export interface RuntimeMount {
   tmpfs?: { size?: number; mode?: number };
 }
 
-export interface Resources {
-  cpus?: number;
-  memory?: number;
-  memoryReservation?: number;
-  pids?: number;
-  cpuShares?: number;
-}
+// The container's settings keep the API's shapes (src/api/types.ts), so the Container
+// controller passes them through unchanged.
+export type { Resources } from '../api/types';
 
 /** Overlay lower layers (topmost first) or an existing directory used as the rootfs. */
 export type RootfsSource = { lowerDirs: string[] } | { path: string };
@@ -39,7 +37,7 @@ export interface ContainerConfig {
   image?: ImageConfig;
   entrypoint?: string[];
   command?: string[];
-  env?: { name: string; value: string }[];
+  env?: EnvVar[];
   workingDir?: string;
   user?: string;
   hostname?: string;
@@ -57,7 +55,7 @@ export interface ContainerConfig {
   /** Initial terminal size of the first process (with tty). */
   consoleSize?: { cols: number; rows: number };
   /** Compose `logging`: json-file (default) and local rotate with max-size/max-file; none discards. */
-  logging?: { driver?: string; options?: Record<string, string> };
+  logging?: Logging;
   ulimits?: { name: string; soft: number; hard: number }[];
   sysctls?: Record<string, string>;
   shmSize?: number;
@@ -68,7 +66,7 @@ export interface ContainerConfig {
   networkMode?: 'bridge' | 'host' | 'none';
   /** Join this network namespace (e.g. /proc/PID/ns/net, or a bind-mounted netns). */
   netnsPath?: string;
-  extraHosts?: { hostname: string; ip: string }[];
+  extraHosts?: ExtraHost[];
   /** This container's own addresses, written to /etc/hosts next to its hostname. */
   ipAddresses?: string[];
   dns?: string[];
