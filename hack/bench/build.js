@@ -9,7 +9,8 @@
 // Budget: cached ≤ 0.3 s, cold ≤ the peer's cold time. Run as root inside the sandbox:
 //   hack/sandbox node hack/bench/build.js [--install-peers]
 'use strict';
-require('./sandboxed').enterSandbox(__filename);
+const { enterSandbox, have, median, timeRuns: timeRunsOf } = require('./common');
+enterSandbox(__filename);
 
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -53,21 +54,8 @@ function bundleBuilder() {
   return require(out);
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const timeRuns = (label, prepare, run) => timeRunsOf(label, runs, prepare, run, { labelWidth: 18 });
 
-async function timeRuns(label, prepare, run) {
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const ctx = await prepare(i);
-    const t0 = process.hrtime.bigint();
-    await run(ctx);
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  const m = median(times);
-  console.log(`${label.padEnd(18)} median ${m.toFixed(0).padStart(6)} ms   runs: ${times.map((t) => t.toFixed(0)).join(', ')}`);
-  return m;
-}
 
 function makeContext() {
   const ctx = path.join(work, 'context');

@@ -5,7 +5,7 @@
 //   daemon RSS holding 1,000 objects      budget ≤ 80 MiB
 // Runs against a throwaway state root; prints medians over several runs.
 'use strict';
-require('./sandboxed').enterSandbox(__filename);
+require('./common').enterSandbox(__filename);
 
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -42,7 +42,7 @@ function timeMs(args, opts = {}) {
   cpuSamples.set(key, [...(cpuSamples.get(key) ?? []), childrenCpuMs() - cpu0]);
   return ms;
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const { median } = require('./common');
 
 // Without the generated validators every CLI process compiles the schemas (~200 ms):
 // figures taken so would not be the product's (`npm run build:ts` makes them).

@@ -107,7 +107,7 @@ function startServer(host, netns) {
   });
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const { median } = require('./common');
 
 /** Runs the paths in turns (a, b, c, a, b, c, …) so that noise from other work on the machine spreads over all of them. */
 async function measureInTurns(paths) {

@@ -26,21 +26,9 @@ function bundle(entry, name) {
   return require(out);
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const { have, timeRuns: timeRunsOf } = require('./common');
+const timeRuns = (label, prepare, run) => timeRunsOf(label, runs, prepare, run);
 
-async function timeRuns(label, prepare, run) {
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const ctx = await prepare(i);
-    const t0 = process.hrtime.bigint();
-    await run(ctx);
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  const m = median(times);
-  console.log(`${label.padEnd(14)} median ${m.toFixed(0).padStart(6)} ms   runs: ${times.map((t) => t.toFixed(0)).join(', ')}`);
-  return m;
-}
 
 async function main() {
   const images = bundle('src/images/index.ts', 'images');

@@ -86,7 +86,7 @@ async function time(fn) {
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const { median } = require('./common');
 
 async function main() {
   if (process.getuid() !== 0) throw new Error('run as root (inside hack/sandbox)');

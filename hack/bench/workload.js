@@ -36,11 +36,8 @@ const BUDGET = { runMedianMs: 80, runVsPodman: 0.5, up10Ms: 500, idleCpuPercent:
 
 // ------------------------------------------------------------------------------ helpers
 
-const sorted = (xs) => [...xs].sort((a, b) => a - b);
-const quantile = (xs, q) => sorted(xs)[Math.min(xs.length - 1, Math.floor(xs.length * q))];
-const median = (xs) => quantile(xs, 0.5);
+const { enterSandbox, have, median, quantile } = require('./common');
 const fmt = (ms) => `${ms.toFixed(1)} ms`;
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 /** Runs a command to completion; a non-zero exit is an error that names the command and shows its stderr. */
 function sh(cmd, args, opts = {}) {
@@ -237,7 +234,7 @@ function benchRun(tools, results) {
   for (let i = 0; i < RUNS; i++) for (const t of tools) samples[t.name].push(t.run());
   for (const t of tools) {
     const xs = samples[t.name];
-    console.log(`${t.name.padEnd(18)} median ${fmt(median(xs)).padStart(10)}   p90 ${fmt(quantile(xs, 0.9)).padStart(10)}   min ${fmt(sorted(xs)[0]).padStart(10)}${t.network ? `   (network: ${t.network()})` : ''}`);
+    console.log(`${t.name.padEnd(18)} median ${fmt(median(xs)).padStart(10)}   p90 ${fmt(quantile(xs, 0.9)).padStart(10)}   min ${fmt(Math.min(...xs)).padStart(10)}${t.network ? `   (network: ${t.network()})` : ''}`);
   }
   const d2p = median(samples.d2p);
   results.push({ name: 'run --rm median', value: d2p, unit: 'ms', budget: `<= ${BUDGET.runMedianMs} ms`, ok: d2p <= BUDGET.runMedianMs });
@@ -390,7 +387,7 @@ async function main() {
   console.log(`\nBENCH ${JSON.stringify({ bench: 'workload', results })}`);
 }
 
-require('./sandboxed').enterSandbox(__filename);
+enterSandbox(__filename);
 {
   main().catch((e) => {
     console.error(`workload benchmark failed: ${e.stack ?? e.message}`);
