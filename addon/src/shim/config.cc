@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -314,6 +315,26 @@ bool config_has_ns(const Config* c, int flag, const char** path) {
       return true;
     }
   return false;
+}
+
+// Writes pid into every cgroup TypeScript prepared: the supervisor does it for the child
+// before the child may continue, and exec for itself before it joins the namespaces, so
+// nothing the workload does escapes the limits.
+int join_cgroups(const Config* cfg, pid_t pid) {
+  if (!cfg->cgroup_dirs || !*cfg->cgroup_dirs) return 0;
+  char* dirs = xstrdup(cfg->cgroup_dirs);
+  if (!dirs) return fail(ENOMEM, "malloc", "", "copying cgroup dirs");
+  char pidstr[16];
+  snprintf(pidstr, sizeof pidstr, "%d", pid);
+  int rc = 0;
+  char* save = nullptr;
+  for (char* d = strtok_r(dirs, ":", &save); d && rc == 0; d = strtok_r(nullptr, ":", &save)) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cgroup.procs", d);
+    rc = write_string_file(path, pidstr);
+  }
+  free(dirs);
+  return rc < 0 ? err_context("joining the container cgroup") : 0;
 }
 
 }  // namespace shim

@@ -100,4 +100,7 @@ int process_load(const char* path, Config* cfg);
 void config_free(Config* cfg);
 bool config_has_ns(const Config* cfg, int flag, const char** path);
 
+// Moves pid into every cgroup of cfg->cgroup_dirs (colon-separated).
+int join_cgroups(const Config* cfg, pid_t pid);
+
 }  // namespace shim

@@ -63,23 +63,6 @@ int open_target(pid_t pid, unsigned long long start_time) {
   return fd;
 }
 
-int join_cgroups_self(const Config* cfg) {
-  if (!cfg->cgroup_dirs || !*cfg->cgroup_dirs) return 0;
-  char* dirs = xstrdup(cfg->cgroup_dirs);
-  if (!dirs) return fail(ENOMEM, "malloc", "", "copying cgroup dirs");
-  char pid[16];
-  snprintf(pid, sizeof pid, "%d", getpid());
-  int rc = 0;
-  char* save = nullptr;
-  for (char* d = strtok_r(dirs, ":", &save); d && rc == 0; d = strtok_r(nullptr, ":", &save)) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/cgroup.procs", d);
-    rc = write_string_file(path, pid);
-  }
-  free(dirs);
-  return rc;
-}
-
 int join_container(int pidfd) {
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   if (setns(pidfd, flags) < 0) return fail(errno, "setns", "", "joining the container's namespaces");
@@ -238,7 +221,7 @@ int read_child_error(int fd) {
 int run_exec(const Config* cfg, pid_t target, unsigned long long start) {
   int pidfd = open_target(target, start);
   if (pidfd < 0) return -1;
-  if (join_cgroups_self(cfg) < 0 || join_container(pidfd) < 0) { close(pidfd); return -1; }
+  if (join_cgroups(cfg, getpid()) < 0 || join_container(pidfd) < 0) { close(pidfd); return -1; }
   close(pidfd);
   ExecIo io;
   if (pipe2(io.sync, O_CLOEXEC) < 0) return fail(errno, "pipe2", "", "creating the sync pipe");

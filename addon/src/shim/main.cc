@@ -107,25 +107,6 @@ int clone_flags(const Config* cfg, unsigned long* flags) {
   return 0;
 }
 
-// The supervisor writes the child's pid into every cgroup TypeScript prepared, before the
-// child may continue, so nothing the workload does escapes the limits.
-int join_cgroups(const Config* cfg, pid_t pid) {
-  if (!cfg->cgroup_dirs || !*cfg->cgroup_dirs) return 0;
-  char* dirs = xstrdup(cfg->cgroup_dirs);
-  if (!dirs) return fail(ENOMEM, "malloc", "", "copying cgroup dirs");
-  char pidstr[16];
-  snprintf(pidstr, sizeof pidstr, "%d", pid);
-  int rc = 0;
-  char* save = nullptr;
-  for (char* d = strtok_r(dirs, ":", &save); d && rc == 0; d = strtok_r(nullptr, ":", &save)) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/cgroup.procs", d);
-    rc = write_string_file(path, pidstr);
-  }
-  free(dirs);
-  return rc < 0 ? err_context("joining the container cgroup") : 0;
-}
-
 // Reads C's report: EOF alone means execve succeeded (the socket was close-on-exec);
 // 'T' carries the pty master; 'E' is followed by the error JSON.
 int await_exec(Launch* l, char* error, size_t cap) {
