@@ -265,7 +265,9 @@ export class LogFollower {
       // old file since the last poll is still there, and comes before the new file's records.
       records.push(...this.drainRotated(this.identity));
       this.restart();
-    } else if (st.size < this.offset || this.rewritten()) {
+    } else if (st.size < this.offset || (st.size > this.offset && this.rewritten())) {
+      // The first-record check reads the file, so it runs only when there is something new
+      // to read: a rewritten file not yet past our offset is caught once it grows past it.
       this.restart();
     }
     this.identity = identity;
