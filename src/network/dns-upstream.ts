@@ -53,16 +53,7 @@ export function askUdp(upstream: Upstream, query: Buffer, timeoutMs: number): Pr
     // A fresh socket per query gets a fresh random source port, which is what makes
     // forged answers hard to inject (RFC 5452 §4.5).
     const socket = dgram.createSocket(isIP(upstream.host) === 6 ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    let done = false;
-    const finish = (error: Error | null, answer?: Buffer) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.close();
-      if (error) reject(error);
-      else resolve(answer!);
-    };
+    const finish = settleOnce(timeoutMs, () => socket.close(), resolve, reject);
     socket.on('error', (error) => finish(error));
     socket.on('message', (answer) => {
       // Only an answer to this very query counts (same id); anything else is ignored as
@@ -80,16 +71,7 @@ export function askTcp(upstream: Upstream, query: Buffer, timeoutMs: number): Pr
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: upstream.host, port: upstream.port });
     let received = Buffer.alloc(0);
-    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    let done = false;
-    const finish = (error: Error | null, answer?: Buffer) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve(answer!);
-    };
+    const finish = settleOnce(timeoutMs, () => socket.destroy(), resolve, reject);
     socket.on('error', (error) => finish(error));
     socket.on('connect', () => socket.write(withLengthPrefix(query)));
     socket.on('data', (chunk) => {
@@ -98,6 +80,29 @@ export function askTcp(upstream: Upstream, query: Buffer, timeoutMs: number): Pr
     });
     socket.on('end', () => finish(new Error('connection closed before a full answer')));
   });
+}
+
+/**
+ * The one way a query ends: with an answer, an error, or the timeout, whichever comes first;
+ * `close` frees the socket then, and later outcomes are ignored.
+ */
+function settleOnce(
+  timeoutMs: number,
+  close: () => void,
+  resolve: (answer: Buffer) => void,
+  reject: (error: Error) => void,
+): (error: Error | null, answer?: Buffer) => void {
+  let done = false;
+  const finish = (error: Error | null, answer?: Buffer): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    close();
+    if (error) reject(error);
+    else resolve(answer!);
+  };
+  const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  return finish;
 }
 
 export function withLengthPrefix(message: Buffer): Buffer {
