@@ -17,6 +17,7 @@ const undici = (): Undici => (undiciModule ??= require('undici') as Undici);
 const request: Undici['request'] = (...args) => undici().request(...args);
 import { basicAuthorization, parseWwwAuthenticate, readCredentials, type Challenge, type Credentials } from './auth';
 import { ImageError, errnoCode } from './errors';
+import { registryTlsOptions } from './extra-ca';
 import { isLoopbackRegistry, registryApiHost, referenceName, type Reference } from './reference';
 import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES } from './types';
 
@@ -124,7 +125,8 @@ export class RegistryClient {
     // Blob GETs may redirect to storage (S3, a CDN); undici's redirect handler drops
     // Authorization when the origin changes, as a token must not leak to the storage host.
     const { Agent, interceptors } = undici();
-    this.dispatcher = (opts.dispatcher ?? new Agent({ connections: 16 })).compose(interceptors.redirect({ maxRedirections: 5 }));
+    const agent = opts.dispatcher ?? new Agent({ connections: 16, connect: registryTlsOptions() });
+    this.dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 
   baseUrl(registry: string): string {
