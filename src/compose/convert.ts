@@ -3,6 +3,7 @@
 // reference to pull, a Build per service to build, and a Service per enabled service.
 // Every object lives in the project's namespace and carries Docker Compose's labels.
 import { API_VERSION, type ApiObject } from '../api/meta';
+import { imageObjectName } from '../api/object-names';
 import { COMPOSE_LABELS, type Image, type PullPolicy } from '../api/types';
 import { ComposeError, type KeyPath, type Pos, type WarningSink } from './errors';
 import { get, isNull, mapNode, type MapNode } from './node';
@@ -103,10 +104,7 @@ function networks(ctx: ProjectContext, defaultUsed: boolean): Produced[] {
 
 const PULL_STRENGTH: Record<PullPolicy, number> = { Never: 0, IfNotPresent: 1, Always: 2 };
 
-/** "docker.io/library/busybox:1.36" → "docker.io-library-busybox-1.36". */
-export function imageObjectName(ref: string): string {
-  return ref.toLowerCase().replace(/[/:@]/g, '-');
-}
+export { imageObjectName };
 
 /**
  * One Image per distinct reference. A reference that a Build of this project tags is not

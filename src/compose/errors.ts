@@ -1,6 +1,7 @@
 // Errors and warnings of the Compose loader. Every message names the file, the line and
 // column, and the key path, the way `docker compose config` points at a problem
 // ("compose.yml:12:5: services.web.ports[1]: invalid port "80:abc"").
+import { readFile } from 'node:fs/promises';
 
 /** Where a YAML node came from. `file` is the display name (as the user spelled it). */
 export interface Pos {
@@ -85,5 +86,16 @@ export class WarningSink {
     if (this.seen.has(key)) return;
     this.seen.add(key);
     this.items.push(w);
+  }
+}
+
+/** Reads a text file, turning file system errors into ComposeErrors that name the file. */
+export async function readTextFile(abs: string, display: string, what: string): Promise<string> {
+  try {
+    return await readFile(abs, 'utf8');
+  } catch (err) {
+    const errno = errnoOf(err);
+    const why = errno === 'ENOENT' ? 'no such file' : errno === 'EISDIR' ? 'is a directory' : String((err as Error).message);
+    throw new ComposeError(`cannot read ${what}: ${why}${errno ? ` (${errno})` : ''}`, { file: display, errno, cause: err });
   }
 }

@@ -1,9 +1,8 @@
 // Reading one Compose file into a merged, validated, canonical tree: parse (with
 // positions) → interpolate → check keys against the compose-spec → canonical forms →
 // resolve `extends`. compose-go processes each -f file this way before merging them.
-import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ComposeError, errnoOf, type KeyPath, type WarningSink } from './errors';
+import { ComposeError, errnoOf, readTextFile, type KeyPath, type WarningSink } from './errors';
 import { interpolateTree } from './interpolate';
 import { canonicalizeFile } from './canonical';
 import { mergeDocuments, mergeService } from './merge';
@@ -26,17 +25,6 @@ export interface LoadedFile {
   /** Relative paths in this file resolve against this directory. */
   baseDir: string;
   root: MapNode;
-}
-
-/** Reads a text file, turning file system errors into ComposeErrors that name the file. */
-export async function readTextFile(abs: string, display: string, what: string): Promise<string> {
-  try {
-    return await readFile(abs, 'utf8');
-  } catch (err) {
-    const errno = errnoOf(err);
-    const why = errno === 'ENOENT' ? 'no such file' : errno === 'EISDIR' ? 'is a directory' : String((err as Error).message);
-    throw new ComposeError(`cannot read ${what}: ${why}${errno ? ` (${errno})` : ''}`, { file: display, errno, cause: err });
-  }
 }
 
 /** Loads a -f file; its relative paths are relative to the project directory. */

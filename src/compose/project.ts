@@ -7,9 +7,8 @@
 // - profiles: the ones asked for, else COMPOSE_PROFILES; "*" enables every profile.
 import { access } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ComposeError, errnoOf, type Pos } from './errors';
+import { ComposeError, errnoOf, readTextFile, type Pos } from './errors';
 import { parseDotenv } from './dotenv';
-import { readTextFile } from './loader';
 
 export type Env = Record<string, string>;
 

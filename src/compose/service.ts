@@ -23,7 +23,7 @@ import {
 } from '../api/types';
 import { ComposeError, type KeyPath, type Pos, type WarningSink } from './errors';
 import { parseDotenv } from './dotenv';
-import { readTextFile } from './loader';
+import { readTextFile } from './errors';
 import { get, isNull, type MapNode, type Node } from './node';
 import { convertPorts } from './ports';
 import {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { DEFAULT_NAMESPACE } from '../../api/meta';
 import { COMPOSE_LABELS, type Container, type Image, type ImageConfig } from '../../api/types';
 import type { Client } from '../../client';
-import { ComposeError, loadCompose } from '../../compose';
+import { ComposeError } from '../../compose/errors';
 import { resolveProjectName } from '../../compose/project';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
@@ -53,6 +53,10 @@ export async function findProject(flags: ProjectFlags, opts: ResolveOptions = {}
     if (flags.projectName) return resolveProjectName({ explicit: flags.projectName, env: {}, projectDir: cwd });
     const files = flags.files && flags.files.length > 0 ? flags.files : [findComposeFile(cwd)].filter((f): f is string => f !== undefined);
     if (files.length === 0) return env.COMPOSE_PROJECT_NAME || undefined;
+    // Loaded here, not with the module: the Compose parser (and yaml) is ~35 ms that
+    // commands naming a container or passing -p never need.
+    // (import(), not require(): vitest runs this file from TypeScript source.)
+    const { loadCompose } = await import('../../compose/index.js');
     return (await loadCompose({ files, env, profiles: flags.profiles })).project;
   } catch (err) {
     if (err instanceof ComposeError) throw new CliError(err.message, { code: err.code, cause: err });

@@ -14,7 +14,7 @@ import { isApiError } from '../../api/errors';
 import { API_VERSION, DEFAULT_NAMESPACE } from '../../api/meta';
 import type { Container, ContainerSpec, Image, Mount, PortMapping, RestartPolicy, Volume } from '../../api/types';
 import type { Client } from '../../client';
-import { imageObjectName } from '../../compose/convert';
+import { imageObjectName } from '../../api/object-names';
 import type { CommandContext } from '../context';
 import { ObjectChanges } from '../changes';
 import { CliError } from '../io';
