@@ -20,7 +20,7 @@ import { isApiError } from '../src/api/errors';
 import { DEFAULT_NAMESPACE, type ApiObject } from '../src/api/meta';
 import type { Container, ContainerSpec, ContainerStatus, HealthState, Image } from '../src/api/types';
 import type { Paths } from '../src/config';
-import { ContainerNotFoundError, InvalidSpecError, type ContainerState } from '../src/runtime/index';
+import { ContainerNotFoundError, IncompleteBundleError, InvalidSpecError, type ContainerState } from '../src/runtime/index';
 import { getCondition, setCondition } from './conditions';
 import { buildRuntimeConfig, containerId } from './container-config';
 import { HealthProber, resolveHealthcheck, type HealthChange, type ResolvedHealthcheck } from './container-health';
@@ -236,6 +236,8 @@ export class ContainerReconciler {
     try {
       return await this.runtime().state(id);
     } catch (error) {
+      // Left by a crash during create: cleared, so the create that follows does not meet it.
+      if (error instanceof IncompleteBundleError) await this.runtime().delete(id);
       if (error instanceof ContainerNotFoundError) return undefined;
       throw error;
     }

@@ -22,8 +22,18 @@ export class RuntimeError extends Error {
 
 export class ContainerNotFoundError extends RuntimeError {
   override readonly code = 'D2P_RUNTIME_NOT_FOUND';
-  constructor(id: string) {
-    super(`container "${id}" not found`, id);
+  constructor(id: string, message = `container "${id}" not found`) {
+    super(message, id);
+  }
+}
+
+/** A bundle directory without its complete record: create never finished. Only delete() clears it. */
+export class IncompleteBundleError extends ContainerNotFoundError {
+  constructor(
+    id: string,
+    readonly dir: string,
+  ) {
+    super(id, `container "${id}" was never completely created (${dir} has no whole record.json); delete it to clear it`);
   }
 }
 

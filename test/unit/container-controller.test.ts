@@ -8,7 +8,7 @@ import type { EventObject } from '../../src/api/meta';
 import type { Container, ContainerSpec, ContainerStatus, VolumeStatus } from '../../src/api/types';
 import { resolvePaths, type Paths } from '../../src/config';
 import type { ImageConfig } from '../../src/images/index';
-import { ContainerNotFoundError, type ContainerConfig, type ContainerState, type ExecOptions, type ExecResult, type ExitStatus } from '../../src/runtime/index';
+import { ContainerNotFoundError, IncompleteBundleError, type ContainerConfig, type ContainerState, type ExecOptions, type ExecResult, type ExitStatus } from '../../src/runtime/index';
 import { getCondition } from '../../controllers/conditions';
 import { CONTAINER_FINALIZER, DESIRED_STATE_ANNOTATION, containerController, containerId } from '../../controllers/container';
 import type { ContainerRuntime, LocalImage } from '../../controllers/container-host';
@@ -38,12 +38,15 @@ interface FakeProcess {
 class FakeRuntime {
   readonly calls: string[] = [];
   readonly processes = new Map<string, FakeProcess>();
+  /** Bundles a crash cut short during create: the real runtime's IncompleteBundleError. */
+  readonly incomplete = new Set<string>();
   private nextPid = 1000;
 
   constructor(private readonly clock: () => number) {}
 
   async create(config: ContainerConfig): Promise<ContainerState> {
     this.calls.push(`create ${config.id}`);
+    if (this.incomplete.has(config.id)) throw new Error(`fake runtime: ${config.id} exists (half made)`);
     this.processes.set(config.id, { config, status: 'created', waiters: [] });
     return this.state(config.id);
   }
@@ -76,6 +79,7 @@ class FakeRuntime {
 
   async delete(id: string): Promise<void> {
     this.calls.push(`delete ${id}`);
+    if (this.incomplete.delete(id)) return;
     this.get(id);
     this.processes.delete(id);
   }
@@ -119,6 +123,7 @@ class FakeRuntime {
   }
 
   private get(id: string): FakeProcess {
+    if (this.incomplete.has(id)) throw new IncompleteBundleError(id, `/fake/${id}`);
     const p = this.processes.get(id);
     if (!p) throw new ContainerNotFoundError(id);
     return p;
@@ -225,6 +230,14 @@ describe('Container controller', () => {
       spec: { ref: 'redis:7' },
     });
     expect(keys).toEqual([KEY]);
+  });
+
+  it('clears a bundle that a crash cut short during create, then creates and starts it', async () => {
+    runtime.incomplete.add(ID);
+    await createContainer();
+    expect(await reconcile()).toBeUndefined();
+    expect(runtime.calls).toEqual([`delete ${ID}`, `create ${ID}`, `start ${ID}`]);
+    expect(peek()!.status).toMatchObject({ phase: 'Running' });
   });
 
   it('creates and starts the container: Running with its pid, finalizer first, events Created and Started', async () => {
