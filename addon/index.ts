@@ -26,6 +26,8 @@ export interface D2pAddon {
   /** Field 22 of /proc/<pid>/stat: clock ticks after boot at which the process started. */
   getProcStartTime(pid: number): number;
   setns(nsPath: string, nstype: number): void;
+  /** A new network namespace, kept alive by a bind mount onto `file` (which must exist), as ip-netns(8) keeps one. */
+  netnsCreate(file: string): void;
 }
 
 /** <sys/mount.h> flags for mount()/umount2(). */

@@ -54,7 +54,7 @@ export interface NetHost {
   readonly firewall: NetworkFirewall | undefined;
 }
 
-/** The real NetHost: the addon for netlink and mounts, util-linux unshare(1), iptables when present. */
+/** The real NetHost: the addon for netlink, mounts and namespaces, iptables when present. */
 export function realNetHost(options: { iptables?: string | null } = {}): NetHost {
   const iptables = options.iptables === null ? undefined : (options.iptables ?? findIptables());
   const firewall = iptables !== undefined ? new IptablesFirewall(runIptables(iptables), `iptables (${iptables})`) : undefined;
@@ -81,17 +81,17 @@ export function realNetHost(options: { iptables?: string | null } = {}): NetHost
 
 /**
  * The way ip-netns(8) and `unshare --net=FILE` keep a namespace alive without a process:
- * bind-mount its nsfs file onto an ordinary file. unshare(1) needs the file to exist.
+ * bind-mount its nsfs file onto an ordinary file (the addon's netnsCreate, which needs
+ * the file to exist).
  */
 export function createNetns(file: string): void {
   if (isMountedNetns(file)) return;
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.closeSync(fs.openSync(file, 'a', 0o444));
   try {
-    execFileSync('unshare', [`--net=${file}`, 'true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    addon().netnsCreate(file);
   } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
-    throw new NetworkError('D2P_NETWORK_SYSTEM', `cannot create network namespace ${file} with unshare(1): ${stderr || (error as Error).message}`, { errno: errnoOf(error), cause: error });
+    throw new NetworkError('D2P_NETWORK_SYSTEM', `cannot create network namespace ${file}: ${(error as Error).message}`, { errno: errnoOf(error), cause: error });
   }
 }
 

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { addon } from '../../addon/index';
 import * as netlink from '../../addon/netlink';
 
 if (process.env.D2P_SANDBOX !== '1') {
@@ -396,5 +397,33 @@ describe('errors', () => {
     expect(() => netlink.linkAddVeth(linkName('nlvh'), linkName('nlvp'), { peerNetnsFd: 0, peerNetnsPath: absent })).toThrow(
       /exclusive/,
     );
+  });
+});
+
+describe('named network namespaces (addon netnsCreate)', () => {
+  const netnsInode = (file: string) => fs.statSync(file).ino;
+
+  it('makes a new namespace with only lo, bound to the file, and leaves the caller where it was', () => {
+    const before = fs.readlinkSync('/proc/thread-self/ns/net');
+    const file = path.join(tempDir, 'made-natively');
+    fs.writeFileSync(file, '');
+    addon().netnsCreate(file);
+    cleanups.push(() => execFileSync('umount', [file]));
+    expect(fs.readlinkSync('/proc/thread-self/ns/net')).toBe(before);
+    expect(netnsInode(file)).not.toBe(netnsInode('/proc/self/ns/net'));
+    expect(netlink.linkList({ netns: file }).map((l) => l.name)).toEqual(['lo']);
+    // The same namespace as unshare(1) would have made: ip(8) can enter it.
+    expect(execFileSync('nsenter', [`--net=${file}`, 'ip', '-o', 'link'], { encoding: 'utf8' })).toMatch(/^1: lo:/);
+  });
+
+  it('reports a missing file as ENOENT from mount, naming the file', () => {
+    const file = path.join(tempDir, 'no-such-dir', 'netns');
+    let error: unknown;
+    try {
+      addon().netnsCreate(file);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'ENOENT', syscall: 'mount', path: file });
   });
 });

@@ -10,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   d2p::RegisterMount(env, exports);
   d2p::RegisterPidfd(env, exports);
   d2p::RegisterProc(env, exports);
+  d2p::RegisterNetns(env, exports);
   d2p::RegisterNetlink(env, exports);
   return exports;
 }

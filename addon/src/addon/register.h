@@ -6,4 +6,5 @@ namespace d2p {
 void RegisterMount(Napi::Env env, Napi::Object exports);
 void RegisterPidfd(Napi::Env env, Napi::Object exports);
 void RegisterProc(Napi::Env env, Napi::Object exports);
+void RegisterNetns(Napi::Env env, Napi::Object exports);
 }  // namespace d2p
