@@ -155,6 +155,8 @@ function runIptables(binary: string): IptablesRun {
 }
 
 export const FORWARD_CHAIN = 'D2P-FORWARD';
+/** How long bridge rules checked by this process are trusted before iptables is asked again. */
+export const FIREWALL_RECHECK_MS = 60_000;
 export const ISOLATION_STAGE_1 = 'D2P-ISOLATION-1';
 export const ISOLATION_STAGE_2 = 'D2P-ISOLATION-2';
 export const POSTROUTING_CHAIN = 'D2P-POSTROUTING';
@@ -169,19 +171,35 @@ export const POSTROUTING_CHAIN = 'D2P-POSTROUTING';
  *    any other interface.
  */
 export class IptablesFirewall implements NetworkFirewall {
+  /** Rule sets this process has checked, by bridge: the fingerprint and when. */
+  private readonly verified = new Map<string, { fingerprint: string; at: number }>();
+
   constructor(
     private readonly run: IptablesRun,
     readonly description: string,
+    private readonly options: { recheckMs?: number; now?: () => number } = {},
   ) {}
 
+  /**
+   * Each check is an iptables process (~16 per network), and a Network is reconciled on
+   * every change of its containers: an `up` of 10 spent half a second of blocked event
+   * loop here. So rules this process has just checked are trusted for a while, then
+   * checked again, which still puts back rules someone deleted by hand.
+   */
   ensureBridgeRules(rules: BridgeRules): void {
+    const fingerprint = JSON.stringify([rules.subnet, rules.internal]);
+    const now = (this.options.now ?? Date.now)();
+    const last = this.verified.get(rules.bridge);
+    if (last?.fingerprint === fingerprint && now - last.at < (this.options.recheckMs ?? FIREWALL_RECHECK_MS)) return;
     this.ensureChains();
     for (const [table, chain, spec] of this.rulesOf(rules)) {
       if (!this.exists(table, ['-C', chain, ...spec])) this.run(['-t', table, '-A', chain, ...spec]);
     }
+    this.verified.set(rules.bridge, { fingerprint, at: now });
   }
 
   removeBridgeRules(rules: BridgeRules): void {
+    this.verified.delete(rules.bridge);
     // Both variants: a network whose `internal` changed still has the other kind's rules.
     for (const internal of [true, false]) {
       for (const [table, chain, spec] of this.rulesOf({ ...rules, internal })) {
