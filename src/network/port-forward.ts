@@ -2,9 +2,11 @@
 // address:port. The userland proxy is always there, as Docker's docker-proxy is by default
 // (userland-proxy: true): it holds the host port (so a second publisher gets EADDRINUSE
 // from the kernel, and a random port 0 is chosen by it), and it carries the traffic that
-// kernel NAT cannot, such as connections to 127.0.0.1. When a NAT backend is given,
-// a DNAT rule is added beside it, so traffic to the host's other addresses bypasses the
-// proxy in the kernel (see nat.ts and hack/bench/ports.js for the measurements).
+// kernel NAT cannot (IPv6, hairpin traffic from the target's own bridge, machines without
+// iptables). When a NAT backend is given, a DNAT rule is added beside it, so traffic to the
+// host's addresses (127.0.0.1 too, when the target sits behind a bridge) bypasses the proxy
+// in the kernel: the proxy copies every byte through user space twice and reached 0.3–0.5×
+// direct throughput at twice the CPU per byte, DNAT 0.9–1.2× (nat.ts; hack/bench/ports.js).
 import * as dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import * as net from 'node:net';
@@ -35,16 +37,27 @@ export interface PublishedPort {
   readonly targetIP: string;
   readonly targetPort: number;
   readonly owner?: string;
-  /** Whether a kernel DNAT rule carries the non-loopback traffic too. */
-  readonly nat: boolean;
+  /** Which of the port's traffic a kernel DNAT rule carries past the proxy. */
+  readonly nat: NatReach;
   /** Stops forwarding, ends open connections and UDP sessions, frees the port. Idempotent. */
   close(): Promise<void>;
 }
 
+/**
+ * What a DNAT rule carries: nothing ('none': the proxy carries everything), every
+ * destination but 127.0.0.0/8 ('non-loopback': the proxy carries loopback), or every
+ * IPv4 destination of the port ('all').
+ */
+export type NatReach = 'none' | 'non-loopback' | 'all';
+
 /** A kernel NAT backend (nat.ts): one DNAT rule per published port. */
 export interface PortNat {
-  addPortRule(rule: NatPortRule): void;
+  /** Adds the port's rule (idempotently) and says what it carries; 'none' means it added nothing. */
+  addPortRule(rule: NatPortRule): NatReach;
+  /** Removes the port's rule; one already gone is not an error. */
   removePortRule(rule: NatPortRule): void;
+  /** Takes the shared chains and jumps away when no port's rule is left in them. */
+  removeAllIfUnused(): void;
 }
 
 export interface NatPortRule {
@@ -92,14 +105,12 @@ export class PortPublisher {
     }
     const rule: NatPortRule = { hostIP, hostPort: proxy.port, protocol: request.protocol, targetIP: request.targetIP, targetPort: request.targetPort };
     if (request.targetInterface !== undefined) rule.targetInterface = request.targetInterface;
-    const nat = this.options.nat !== undefined && natApplies(hostIP);
-    if (nat) {
-      try {
-        this.options.nat!.addPortRule(rule);
-      } catch (error) {
-        await proxy.close();
-        throw error;
-      }
+    let nat: NatReach = 'none';
+    try {
+      if (this.options.nat !== undefined) nat = this.options.nat.addPortRule(rule);
+    } catch (error) {
+      await proxy.close();
+      throw error;
     }
     let closing: Promise<void> | undefined;
     const published: PublishedPort = {
@@ -119,14 +130,20 @@ export class PortPublisher {
     return [...this.active];
   }
 
+  /**
+   * Closes every published port (rules and proxies); then, with no rule of anyone left, the
+   * NAT chains go too, so a stopped daemon leaves no trace in the firewall. A later publish
+   * creates them again.
+   */
   async closeAll(): Promise<void> {
     await Promise.all([...this.active].map((port) => port.close()));
+    this.options.nat?.removeAllIfUnused();
   }
 
   private async unpublish(published: PublishedPort, rule: NatPortRule, proxy: ProxyHandle): Promise<void> {
     this.active.delete(published);
     try {
-      if (published.nat) this.options.nat!.removePortRule(rule);
+      if (published.nat !== 'none') this.options.nat!.removePortRule(rule);
     } finally {
       await proxy.close();
     }
@@ -172,11 +189,6 @@ function checkRequest(request: PublishRequest, hostIP: string): void {
   if (isIP(request.targetIP) === 0) fail(`invalid targetIP ${JSON.stringify(request.targetIP)}`);
   if (!Number.isInteger(request.hostPort) || request.hostPort < 0 || request.hostPort > 65535) fail(`invalid hostPort ${request.hostPort}`);
   if (!Number.isInteger(request.targetPort) || request.targetPort < 1 || request.targetPort > 65535) fail(`invalid targetPort ${request.targetPort}`);
-}
-
-/** Loopback traffic never leaves through NAT without route_localnet; the proxy carries it. */
-function natApplies(hostIP: string): boolean {
-  return isIP(hostIP) === 4 && !hostIP.startsWith('127.');
 }
 
 function portLabel(hostIP: string, port: number, protocol: PortProtocol): string {

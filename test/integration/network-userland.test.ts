@@ -1,6 +1,8 @@
 // Published ports with kernel NAT beside the userland proxy, to a target in its own network
-// namespace behind a veth, inside hack/sandbox's private network namespace; then the
-// complete removal of every NAT trace, checked with iptables-save.
+// namespace behind a veth on a bridge, inside hack/sandbox's private network namespace:
+// non-loopback and loopback DNAT, the route_localnet guard (CVE-2020-8558) tested by a
+// neighbour that sends to 127.0.0.1 over the bridge, and the complete removal of every NAT
+// trace, checked with iptables-save.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as dgram from 'node:dgram';
@@ -22,14 +24,18 @@ if (iptables === undefined) throw new Error('network-userland: the iptables bina
 
 const HOST_IP = '10.200.0.1';
 const TARGET_IP = '10.200.0.2';
+const ATTACKER_IP = '10.200.0.3';
 const TARGET_PORT = 7000;
 
-/** Answers every TCP connection and UDP datagram with the peer's source port, so a test can tell NAT (port kept) from the proxy (new port). */
+/**
+ * Answers every TCP connection and UDP datagram with the peer's "address port", so a test
+ * can tell kernel NAT (client's source port kept) from the proxy (a new connection of its own).
+ */
 const ECHO_SERVER = `
 const net = require('node:net'), dgram = require('node:dgram');
-const tcp = net.createServer((s) => { s.end(String(s.remotePort)); });
+const tcp = net.createServer((s) => { s.end(s.remoteAddress + ' ' + s.remotePort); });
 const udp = dgram.createSocket('udp4');
-udp.on('message', (m, r) => udp.send(String(r.port), r.port, r.address));
+udp.on('message', (m, r) => udp.send(r.address + ' ' + r.port, r.port, r.address));
 tcp.listen(${TARGET_PORT}, '${TARGET_IP}', () => udp.bind(${TARGET_PORT}, '${TARGET_IP}', () => console.log('ready')));
 `;
 
@@ -37,21 +43,42 @@ function sh(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8' });
 }
 
-function natTableDump(): string {
-  return sh('iptables-save', ['-t', 'nat']);
+function firewallDump(): string[] {
+  // Rules and chains, without the packet counters of the chain lines (":INPUT ACCEPT [3:180]").
+  return ['nat', 'filter'].flatMap((table) =>
+    sh('iptables-save', ['-t', table])
+      .split('\n')
+      .filter((line) => line.startsWith('-') || line.startsWith(':'))
+      .map((line) => line.replace(/ \[\d+:\d+\]$/, '')),
+  );
 }
 
-async function tcpAsk(host: string, port: number): Promise<{ localPort: number; answer: string }> {
+function routeLocalnet(link: string): string {
+  return fs.readFileSync(`/proc/sys/net/ipv4/conf/${link}/route_localnet`, 'utf8').trim();
+}
+
+interface Answer {
+  localPort: number;
+  /** Who the target saw: address and port. */
+  peer: { address: string; port: number };
+}
+
+function parsePeer(text: string): Answer['peer'] {
+  const [address, port] = text.split(' ');
+  return { address, port: Number(port) };
+}
+
+async function tcpAsk(host: string, port: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let answer = '';
     const socket = net.connect({ host, port });
     socket.on('data', (chunk) => (answer += chunk.toString()));
-    socket.on('end', () => resolve({ localPort: socket.localPort!, answer }));
+    socket.on('end', () => resolve({ localPort: socket.localPort!, peer: parsePeer(answer) }));
     socket.on('error', reject);
   });
 }
 
-async function udpAsk(host: string, port: number): Promise<{ localPort: number; answer: string }> {
+async function udpAsk(host: string, port: number): Promise<Answer> {
   const socket = dgram.createSocket('udp4');
   try {
     await new Promise<void>((resolve) => socket.bind(0, resolve));
@@ -59,7 +86,7 @@ async function udpAsk(host: string, port: number): Promise<{ localPort: number; 
       const timer = setTimeout(() => reject(new Error(`no UDP answer from ${host}:${port}`)), 3000);
       socket.once('message', (message) => {
         clearTimeout(timer);
-        resolve({ localPort: socket.address().port, answer: message.toString() });
+        resolve({ localPort: socket.address().port, peer: parsePeer(message.toString()) });
       });
       socket.send('ping', port, host);
     });
@@ -68,22 +95,35 @@ async function udpAsk(host: string, port: number): Promise<{ localPort: number; 
   }
 }
 
+/** Packets the guard chain's DROP rule has counted (iptables -L -v -x). */
+function guardDrops(chain: string): number {
+  const lines = sh('iptables', ['-w', '-t', 'filter', '-L', chain, '-v', '-n', '-x']).split('\n').filter((line) => /\bDROP\b/.test(line));
+  return lines.reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
+}
+
 describe('published ports with kernel NAT (sandbox)', () => {
   let netns: string;
-  let hostVeth: string;
+  let attackerNetns: string | undefined;
+  let bridge: string;
   let echo: ChildProcess | undefined;
   let nat: IptablesNat;
   let ports: PortPublisher;
   let tmp: string;
+  let before: string[];
 
   beforeEach(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-netuser-'));
+    before = firewallDump();
     const suffix = randomBytes(3).toString('hex');
     netns = `d2p-nat-${suffix}`;
-    hostVeth = `d2pn${suffix}`;
+    bridge = `d2pbr${suffix}`;
+    const hostVeth = `d2pn${suffix}`;
+    sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    sh('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', bridge]);
+    sh('ip', ['link', 'set', bridge, 'up']);
     sh('ip', ['netns', 'add', netns]);
     sh('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
-    sh('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', hostVeth]);
+    sh('ip', ['link', 'set', hostVeth, 'master', bridge]);
     sh('ip', ['link', 'set', hostVeth, 'up']);
     sh('ip', ['-n', netns, 'addr', 'add', `${TARGET_IP}/24`, 'dev', 'eth0']);
     sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
@@ -105,42 +145,102 @@ describe('published ports with kernel NAT (sandbox)', () => {
       echo.kill('SIGKILL');
       await exited;
     }
-    sh('ip', ['netns', 'del', netns]);
+    for (const ns of [netns, attackerNetns]) if (ns !== undefined) sh('ip', ['netns', 'del', ns]);
+    attackerNetns = undefined;
+    sh('ip', ['link', 'del', bridge]);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('carries TCP and UDP to a host address through DNAT (source port kept), loopback through the proxy', async () => {
+  it('without the target\'s bridge: TCP and UDP to a host address through DNAT (source port kept), loopback through the proxy', async () => {
     const tcp = await ports.publish({ hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, owner: 'test/web' });
     const udp = await ports.publish({ hostPort: 0, protocol: 'udp', targetIP: TARGET_IP, targetPort: TARGET_PORT, owner: 'test/dns' });
-    expect(tcp.nat && udp.nat).toBe(true);
-    expect(natTableDump()).toContain(`--to-destination ${TARGET_IP}:${TARGET_PORT}`);
+    expect([tcp.nat, udp.nat]).toEqual(['non-loopback', 'non-loopback']);
+    expect(nat.listRules().join('\n')).toContain(`--to-destination ${TARGET_IP}:${TARGET_PORT}`);
 
     // The host's own non-loopback address: OUTPUT jump → DNAT straight to the target.
     const viaNat = await tcpAsk(HOST_IP, tcp.hostPort);
-    expect(viaNat.answer).toBe(String(viaNat.localPort));
+    expect(viaNat.peer).toEqual({ address: HOST_IP, port: viaNat.localPort });
     const udpViaNat = await udpAsk(HOST_IP, udp.hostPort);
-    expect(udpViaNat.answer).toBe(String(udpViaNat.localPort));
+    expect(udpViaNat.peer).toEqual({ address: HOST_IP, port: udpViaNat.localPort });
 
     // Loopback: the proxy opens its own connection, so the target sees another source port.
     const viaProxy = await tcpAsk('127.0.0.1', tcp.hostPort);
-    expect(Number(viaProxy.answer)).toBeGreaterThan(0);
-    expect(viaProxy.answer).not.toBe(String(viaProxy.localPort));
+    expect(viaProxy.peer.port).toBeGreaterThan(0);
+    expect(viaProxy.peer.port).not.toBe(viaProxy.localPort);
     const udpViaProxy = await udpAsk('127.0.0.1', udp.hostPort);
-    expect(udpViaProxy.answer).not.toBe(String(udpViaProxy.localPort));
+    expect(udpViaProxy.peer.port).not.toBe(udpViaProxy.localPort);
+    expect(routeLocalnet(bridge)).toBe('0');
   });
 
-  it('close() removes the port\'s rule and removeAll() leaves no trace in the nat table', async () => {
-    const before = natTableDump();
-    const published = await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT });
-    expect(nat.listRules()).toHaveLength(1);
+  it('with the target\'s bridge: 127.0.0.1 goes through DNAT too (route_localnet, MASQUERADE to the bridge address)', async () => {
+    const tcp = await ports.publish({ hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, targetInterface: bridge });
+    const udp = await ports.publish({ hostIP: '127.0.0.1', hostPort: 0, protocol: 'udp', targetIP: TARGET_IP, targetPort: TARGET_PORT, targetInterface: bridge });
+    expect([tcp.nat, udp.nat]).toEqual(['all', 'all']);
+    expect(routeLocalnet(bridge)).toBe('1');
+    for (const host of ['127.0.0.1', HOST_IP]) {
+      const answer = await tcpAsk(host, tcp.hostPort);
+      expect(answer.peer).toEqual({ address: HOST_IP, port: answer.localPort });
+    }
+    const udpAnswer = await udpAsk('127.0.0.1', udp.hostPort);
+    expect(udpAnswer.peer).toEqual({ address: HOST_IP, port: udpAnswer.localPort });
+    // The last port of the bridge closed: route_localnet back off.
+    await tcp.close();
+    expect(routeLocalnet(bridge)).toBe('1');
+    await udp.close();
+    expect(routeLocalnet(bridge)).toBe('0');
+  });
+
+  it('guards route_localnet (CVE-2020-8558): a packet to 127.0.0.1 sent over the bridge never reaches a host loopback service', async () => {
+    await ports.publish({ hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, targetInterface: bridge });
+    expect(routeLocalnet(bridge)).toBe('1');
+    // A neighbour on the bridge that routes 127.0.0.0/8 to the host: its lo stays down, so
+    // the kernel made no local 127.0.0.0/8 route there, and its eth0 may carry such packets.
+    attackerNetns = `${netns}-a`;
+    const attackerVeth = `d2pa${netns.slice(-6)}`;
+    sh('ip', ['netns', 'add', attackerNetns]);
+    sh('ip', ['link', 'add', attackerVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', attackerNetns]);
+    sh('ip', ['link', 'set', attackerVeth, 'master', bridge]);
+    sh('ip', ['link', 'set', attackerVeth, 'up']);
+    sh('ip', ['-n', attackerNetns, 'addr', 'add', `${ATTACKER_IP}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', attackerNetns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', attackerNetns, 'route', 'add', '127.0.0.0/8', 'via', HOST_IP, 'dev', 'eth0']);
+    sh('ip', ['netns', 'exec', attackerNetns, 'sysctl', '-qw', 'net.ipv4.conf.eth0.route_localnet=1']);
+
+    const secret = dgram.createSocket('udp4');
+    const received: string[] = [];
+    secret.on('message', (message) => received.push(message.toString()));
+    await new Promise<void>((resolve) => secret.bind(0, '127.0.0.1', resolve));
+    const sendFromAttacker = async (text: string) => {
+      sh('ip', ['netns', 'exec', attackerNetns!, process.execPath, '-e', `const d = require('node:dgram').createSocket('udp4'); d.send(${JSON.stringify(text)}, ${secret.address().port}, '127.0.0.1', (e) => { if (e) throw e; d.close(); });`]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    };
+    try {
+      const dropsBefore = guardDrops(nat.guardChain);
+      await sendFromAttacker('with the guard');
+      expect(received).toEqual([]);
+      // The packet did reach the host and was dropped by the guard, not lost elsewhere.
+      expect(guardDrops(nat.guardChain)).toBeGreaterThan(dropsBefore);
+      // Without the guard, route_localnet alone lets it in: the exposure the guard closes.
+      sh('iptables', ['-w', '-t', 'filter', '-F', nat.guardChain]);
+      await sendFromAttacker('without the guard');
+      expect(received).toEqual(['without the guard']);
+    } finally {
+      secret.close();
+    }
+  });
+
+  it('closeAll removes every rule, chain, jump and route_localnet: the tables are as before', async () => {
+    const published = await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, targetInterface: bridge });
+    await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'udp', targetIP: TARGET_IP, targetPort: TARGET_PORT });
+    expect(nat.listRules()).toHaveLength(2);
     await published.close();
-    expect(nat.listRules()).toEqual([]);
+    expect(nat.listRules()).toHaveLength(1);
     // With the rule gone, the host address reaches no one: the port is closed.
     await expect(tcpAsk(HOST_IP, published.hostPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
-    nat.removeAll();
-    const after = natTableDump();
-    expect(after).not.toContain(nat.chain);
-    const rulesOnly = (dump: string) => dump.split('\n').filter((line) => line.startsWith('-') || line.startsWith(':'));
-    expect(rulesOnly(after)).toEqual(rulesOnly(before).filter((line) => !line.includes(nat.chain)));
+    await ports.closeAll();
+    expect(routeLocalnet(bridge)).toBe('0');
+    const after = firewallDump();
+    expect(after.join('\n')).not.toContain(nat.chain);
+    expect(after).toEqual(before);
   });
 });

@@ -95,7 +95,7 @@ describe('port publishing through the userland proxy', () => {
     const published = await ports.publish({ hostIP: '127.0.0.1', hostPort: 0, protocol: 'tcp', targetIP: '127.0.0.1', targetPort: echo.port });
     expect(published.hostPort).toBeGreaterThan(0);
     expect(published.hostPort).not.toBe(echo.port);
-    expect(published.nat).toBe(false);
+    expect(published.nat).toBe('none');
     const payload = Buffer.alloc(3 * 1024 * 1024, 'abcdefgh');
     const answer = await tcpRoundTrip(published.hostPort, payload);
     expect(answer.equals(payload)).toBe(true);
@@ -195,19 +195,30 @@ describe('port publishing through the userland proxy', () => {
     expect(errors).toEqual([]);
   });
 
-  it('adds and removes a NAT rule beside the proxy for non-loopback addresses only', async () => {
+  it('adds a NAT rule beside the proxy, records what it carries, removes it on close and releases the chains after closeAll', async () => {
     const calls: string[] = [];
     const nat: PortNat = {
-      addPortRule: (rule: NatPortRule) => calls.push(`add ${rule.hostIP}:${rule.hostPort}/${rule.protocol}→${rule.targetIP}:${rule.targetPort}`),
-      removePortRule: (rule: NatPortRule) => calls.push(`remove ${rule.hostIP}:${rule.hostPort}/${rule.protocol}`),
+      // As IptablesNat: loopback only when the target sits behind a bridge.
+      addPortRule: (rule: NatPortRule) => {
+        calls.push(`add ${rule.hostIP}:${rule.hostPort}/${rule.protocol}→${rule.targetIP}:${rule.targetPort}`);
+        if (rule.hostIP.startsWith('127.') && rule.targetInterface === undefined) return 'none';
+        return rule.targetInterface === undefined ? 'non-loopback' : 'all';
+      },
+      removePortRule: (rule: NatPortRule) => void calls.push(`remove ${rule.hostIP}:${rule.hostPort}/${rule.protocol}`),
+      removeAllIfUnused: () => void calls.push('release'),
     };
     const { ports } = publisher({ nat });
     const loopback = await ports.publish({ hostIP: '127.0.0.1', hostPort: 0, protocol: 'tcp', targetIP: '10.0.0.2', targetPort: 80 });
     const wildcard = await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'udp', targetIP: '10.0.0.2', targetPort: 53 });
-    expect(loopback.nat).toBe(false);
-    expect(wildcard.nat).toBe(true);
+    const bridged = await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'tcp', targetIP: '10.0.0.3', targetPort: 80, targetInterface: 'd2p-br0' });
+    expect([loopback.nat, wildcard.nat, bridged.nat]).toEqual(['none', 'non-loopback', 'all']);
     await wildcard.close();
-    expect(calls).toEqual([`add 0.0.0.0:${wildcard.hostPort}/udp→10.0.0.2:53`, `remove 0.0.0.0:${wildcard.hostPort}/udp`]);
+    await wildcard.close();
+    expect(calls.slice(3)).toEqual([`remove 0.0.0.0:${wildcard.hostPort}/udp`]);
+    await ports.closeAll();
+    // The loopback port had no rule, so nothing to remove for it; the chains go last.
+    expect(calls.slice(4)).toEqual([`remove 0.0.0.0:${bridged.hostPort}/tcp`, 'release']);
+    expect(ports.published()).toEqual([]);
   });
 
   it('frees the port when the NAT rule cannot be added', async () => {
@@ -216,6 +227,7 @@ describe('port publishing through the userland proxy', () => {
         throw new Error('iptables: permission denied');
       },
       removePortRule: () => undefined,
+      removeAllIfUnused: () => undefined,
     };
     const { ports } = publisher({ nat });
     const port = await new Promise<number>((resolve) => {
