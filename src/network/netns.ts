@@ -207,6 +207,36 @@ export class IptablesFirewall implements NetworkFirewall {
         while (this.exists(table, ['-C', chain, ...spec])) this.run(['-t', table, '-D', chain, ...spec]);
       }
     }
+    this.removeChainsIfUnused();
+  }
+
+  /**
+   * With the last network's rules gone, the chains and the jumps into them go too, so a
+   * machine after `down` has no trace of d2p in its tables (as before the first `up`).
+   */
+  private removeChainsIfUnused(): void {
+    const bridgeRules = (table: string, chain: string): string[] =>
+      this.exists(table, ['-S', chain])
+        ? this.run(['-t', table, '-S', chain])
+            .split('\n')
+            .filter((line) => line.startsWith('-A ') && !line.endsWith(`-j ${ISOLATION_STAGE_1}`))
+        : [];
+    const chains = [
+      ['filter', FORWARD_CHAIN],
+      ['filter', ISOLATION_STAGE_1],
+      ['filter', ISOLATION_STAGE_2],
+      ['nat', POSTROUTING_CHAIN],
+    ] as const;
+    if (chains.some(([table, chain]) => bridgeRules(table, chain).length > 0)) return;
+    for (const [table, hook, chain] of [
+      ['filter', 'FORWARD', FORWARD_CHAIN],
+      ['nat', 'POSTROUTING', POSTROUTING_CHAIN],
+    ] as const) {
+      while (this.exists(table, ['-S', chain]) && this.exists(table, ['-C', hook, '-j', chain])) this.run(['-t', table, '-D', hook, '-j', chain]);
+    }
+    // Flushed first, then deleted: D2P-FORWARD jumps to stage 1, stage 1 to stage 2.
+    for (const [table, chain] of chains) if (this.exists(table, ['-S', chain])) this.run(['-t', table, '-F', chain]);
+    for (const [table, chain] of chains) if (this.exists(table, ['-S', chain])) this.run(['-t', table, '-X', chain]);
   }
 
   enableForwarding(): void {
