@@ -10,6 +10,10 @@
 //    while waiting the phase is CrashLoopBackOff, as kubectl shows it.
 //  - A spec change (generation moved past status.observedGeneration, which is written just
 //    before the runtime container is created) stops and recreates; metadata changes don't.
+//    Except a change of spec.networks alone (`d2p network connect|disconnect`): as Docker
+//    does, it is applied to the container's namespace without a new process. What the
+//    process was made from is kept beside its bundle (container-config.ts appliedSpec), so
+//    the difference is known after a daemon restart too.
 //  - The annotation d2p.dev/desired-state (running | stopped | paused), set by `d2p stop`,
 //    `start` and `pause`, overrides the restart policy.
 //  - Deletion is guarded by a finalizer: process, mounts, cgroup and anonymous volumes go
@@ -22,7 +26,15 @@ import type { Container, ContainerSpec, ContainerStatus, HealthState, Image } fr
 import type { Paths } from '../src/config';
 import { ContainerNotFoundError, IncompleteBundleError, InvalidSpecError, type ContainerState } from '../src/runtime/index';
 import { getCondition, setCondition } from './conditions';
-import { buildRuntimeConfig, containerId } from './container-config';
+import {
+  buildRuntimeConfig,
+  containerId,
+  isLiveNetworkChange,
+  networkChanges,
+  readAppliedSpec,
+  sameNetworks,
+  writeAppliedSpec,
+} from './container-config';
 import { HealthProber, resolveHealthcheck, type HealthChange, type ResolvedHealthcheck } from './container-health';
 import {
   overlayImageMounter,
@@ -35,7 +47,7 @@ import {
 import { anonymousVolumesDir, prepareMounts, removeAnonymousVolumes, type ImageContentMounter } from './container-mounts';
 import { RestartBackoff, shouldRestart } from './container-restart';
 import { isAttachError, netnsPathOf, networkingFor, type Attachment, type AttachRequest, type Networking } from '../src/network/attach';
-import { isNetworkError } from '../src/network/errors';
+import { isNetworkError, type NetworkErrorCode } from '../src/network/errors';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
 
@@ -51,6 +63,10 @@ export const DEPENDENCY_RECHECK_MS = 1_000;
 export const CONDITION_READY = 'Ready';
 export const CONDITION_IMAGE_PULLED = 'ImagePulled';
 export const CONDITION_VOLUMES_READY = 'VolumesReady';
+/** False while spec.networks could not be applied to an existing container (the process keeps running). */
+export const CONDITION_NETWORKS_ATTACHED = 'NetworksAttached';
+/** How often a container whose network change failed (an address taken…) tries again. */
+export const NETWORK_RETRY_MS = 5_000;
 
 type DesiredState = 'running' | 'stopped' | 'paused';
 /** A Container whose spec was checked to be there (the schema requires it). */
@@ -114,6 +130,8 @@ export class ContainerReconciler {
   private readonly waitingForImage = new Map<string, Waiting>();
   private readonly waitingForVolume = new Map<string, Waiting>();
   private readonly waitingForNetwork = new Map<string, Waiting>();
+  /** Runtime id → the spec its runtime container was made from (a cache of readAppliedSpec). */
+  private readonly appliedSpecs = new Map<string, ContainerSpec>();
   private readonly prober: HealthProber;
   private boundSignal: AbortSignal | undefined;
   /** The latest context, for writes made outside a reconcile (exit watch, health changes). */
@@ -200,8 +218,13 @@ export class ContainerReconciler {
     let c = (await this.ensureFinalizer(ctx, container)) as SpecContainer;
     let state = await this.observe(id);
     if (state && c.status?.observedGeneration !== c.metadata.generation) {
-      await this.remove(ctx, key, id, c, `spec changed (generation ${c.metadata.generation}); recreating`);
-      state = undefined;
+      if (!this.isLiveNetworkChange(ctx, id, c)) {
+        await this.remove(ctx, key, id, c, `spec changed (generation ${c.metadata.generation}); recreating`);
+        state = undefined;
+      } else if (state.status === 'stopped') {
+        // Running containers change in whileAlive, created ones when they start.
+        c = await this.changeNetworksWhileStopped(ctx, key, id, c);
+      }
     }
     const desired = desiredState(c);
     if (!state) {
@@ -224,6 +247,8 @@ export class ContainerReconciler {
   }
 
   private forget(key: string): void {
+    const { namespace, name } = splitKey(key);
+    this.appliedSpecs.delete(containerId(namespace, name));
     this.prober.stop(key);
     this.exitWatches.delete(key);
     this.backoff.reset(key);
@@ -295,6 +320,7 @@ export class ContainerReconciler {
     setCondition(creating, { type: CONDITION_READY, status: 'False', reason: 'Creating', observedGeneration: c.metadata.generation });
     const container = await this.writeStatus(ctx, c, creating);
     const state = await runtimeCall(id, () => this.runtime().create(config));
+    this.recordAppliedSpec(ctx, id, c.spec);
     await ctx.events.record(container, 'Normal', 'Created', `Created container ${name}`);
     return { container, state };
   }
@@ -349,13 +375,22 @@ export class ContainerReconciler {
     return missing.length > 0 ? `waiting for network(s) ${missing.join(', ')} to be ready` : undefined;
   }
 
-  /** Attaches (idempotently) and returns addresses and published ports; container:/service: modes join a peer and need nothing. */
+  /**
+   * Attaches (idempotently) and returns addresses and published ports; container:/service:
+   * modes join a peer and need nothing. Networks the namespace had under the applied spec
+   * and the spec no longer lists are detached on the way.
+   */
   private async attachNetwork(ctx: ReconcileContext, id: string, c: SpecContainer): Promise<Pick<Attachment, 'ipAddresses' | 'ports'> | undefined> {
     const networking = this.networkingOf(ctx);
     const mode = c.spec.networkMode ?? 'bridge';
     if (!networking || mode.startsWith('container:') || mode.startsWith('service:')) return undefined;
+    const applied = this.appliedSpec(ctx, id);
     try {
-      const { ipAddresses, ports } = await networking.attach(attachRequestOf(id, c));
+      const { ipAddresses, ports } = await networking.attach({ ...attachRequestOf(id, c), previousNetworks: applied?.networks });
+      if (!applied || !sameNetworks(applied.networks, c.spec.networks)) {
+        // The process part stays what the process was made from; only the networks moved.
+        this.recordAppliedSpec(ctx, id, applied ? { ...applied, networks: c.spec.networks } : c.spec);
+      }
       return { ipAddresses, ports };
     } catch (error) {
       if (isNetworkError(error, 'D2P_NETWORK_PORT_IN_USE')) {
@@ -363,6 +398,82 @@ export class ContainerReconciler {
       }
       throw error;
     }
+  }
+
+  // --- live network changes (docker network connect|disconnect) -------------------------
+
+  private appliedSpec(ctx: ReconcileContext, id: string): ContainerSpec | undefined {
+    let spec = this.appliedSpecs.get(id);
+    if (spec === undefined) {
+      spec = readAppliedSpec(ctx.paths.containers, id);
+      if (spec !== undefined) this.appliedSpecs.set(id, spec);
+    }
+    return spec;
+  }
+
+  private recordAppliedSpec(ctx: ReconcileContext, id: string, spec: ContainerSpec): void {
+    writeAppliedSpec(ctx.paths.containers, id, spec);
+    this.appliedSpecs.set(id, structuredClone(spec));
+  }
+
+  /** A spec change the existing runtime container can take without a new process; unknown (no record) recreates. */
+  private isLiveNetworkChange(ctx: ReconcileContext, id: string, c: SpecContainer): boolean {
+    const applied = this.appliedSpec(ctx, id);
+    return applied !== undefined && isLiveNetworkChange(applied, c.spec);
+  }
+
+  /**
+   * Brings an existing container's namespace to spec.networks when it differs from what
+   * was applied, or (`adopt`) when this daemon has not attached it yet. Failures the user
+   * can fix (a network missing, an address taken) are returned, not thrown: the process
+   * keeps running on its current networks, and the caller records them.
+   */
+  private async syncNetworks(ctx: ReconcileContext, key: string, id: string, c: SpecContainer, opts: { adopt: boolean }): Promise<NetworkSync | undefined> {
+    const networking = this.networkingOf(ctx);
+    const mode = c.spec.networkMode ?? 'bridge';
+    if (!networking || mode.startsWith('container:') || mode.startsWith('service:')) return undefined;
+    const { namespace, name } = splitKey(key);
+    const applied = this.appliedSpec(ctx, id);
+    const changed = applied !== undefined && !sameNetworks(applied.networks, c.spec.networks);
+    if (!changed && !(opts.adopt && !networking.isAttached(namespace, name))) {
+      // A failed change the user took back (`network connect` undoes its edit): nothing is
+      // left to apply, so the failure no longer holds.
+      const failed = getCondition(c.status, CONDITION_NETWORKS_ATTACHED)?.status === 'False';
+      return failed && networking.isAttached(namespace, name) ? { ipAddresses: networking.addressesOf(namespace, name) } : undefined;
+    }
+    try {
+      const attached = await this.attachNetwork(ctx, id, c);
+      this.waitingForNetwork.delete(key);
+      if (changed && attached) await recordNetworkEvents(ctx, c, networkChanges(applied.networks, c.spec.networks), attached.ipAddresses);
+      return attached && { ipAddresses: attached.ipAddresses, ports: attached.ports };
+    } catch (error) {
+      const failure = await networkFailure(ctx, c, error);
+      if (!failure) throw error;
+      if (failure.waitForNetwork) this.waitForNetworks(key, c);
+      return { ipAddresses: networking.addressesOf(namespace, name), failure };
+    }
+  }
+
+  /** A stopped container keeps its namespace: its networks change now, its process at the next start. */
+  private async changeNetworksWhileStopped(ctx: ReconcileContext, key: string, id: string, c: SpecContainer): Promise<SpecContainer> {
+    const networks = await this.syncNetworks(ctx, key, id, c, { adopt: false });
+    const status = structuredClone(c.status ?? {});
+    status.observedGeneration = c.metadata.generation;
+    applyNetworkSync(status, networks, c.metadata.generation);
+    const written = await this.writeStatus(ctx, c, status);
+    await this.afterNetworkSync(ctx, c, written, networks);
+    return written;
+  }
+
+  /** A failure's Warning event, once per new reason or message; then a retry, sooner when a Network watch may wake it. */
+  private async afterNetworkSync(ctx: ReconcileContext, before: Container, written: Container, networks: NetworkSync | undefined): Promise<Result | void> {
+    const failure = networks?.failure;
+    if (!failure) return undefined;
+    const previous = getCondition(before.status, CONDITION_NETWORKS_ATTACHED);
+    if (previous?.status !== 'False' || previous.reason !== failure.reason || previous.message !== failure.message) {
+      await ctx.events.record(written, 'Warning', failure.reason, failure.message);
+    }
+    return { requeueAfter: failure.waitForNetwork ? DEPENDENCY_RECHECK_MS : NETWORK_RETRY_MS };
   }
 
   // --- running --------------------------------------------------------------------------
@@ -434,9 +545,9 @@ export class ContainerReconciler {
       await ctx.events.record(c, 'Normal', 'Unpaused', `Unpaused container ${c.metadata.name}`);
       current = { ...state, status: 'running' };
     }
-    // Adoption after a daemon restart: DNS names and published ports live in the daemon.
-    const { namespace, name } = splitKey(key);
-    if (this.networkingOf(ctx)?.isAttached(namespace, name) === false) await this.attachNetwork(ctx, id, c);
+    // Adoption after a daemon restart (DNS names and published ports live in the daemon), and
+    // networks connected or disconnected while the process runs.
+    const networks = await this.syncNetworks(ctx, key, id, c, { adopt: true });
     const incarnation = `${current.shimPid ?? current.pid}:${current.startedAt ?? ''}`;
     this.watchExit(key, id, incarnation);
     const check = await this.healthcheckOf(ctx, c);
@@ -444,7 +555,10 @@ export class ContainerReconciler {
       const startedAt = current.startedAt ? Date.parse(current.startedAt) : this.now();
       this.prober.ensure(key, id, incarnation, check, startedAt, c.status?.health ?? 'starting');
     } else this.prober.stop(key);
-    await this.writeStatus(ctx, c, runningStatus(c, current, check ? (this.prober.health(key) ?? 'starting') : undefined));
+    const status = runningStatus(c, current, check ? (this.prober.health(key) ?? 'starting') : undefined);
+    applyNetworkSync(status, networks, c.metadata.generation);
+    const written = await this.writeStatus(ctx, c, status);
+    return this.afterNetworkSync(ctx, c, written, networks);
   }
 
   private async healthcheckOf(ctx: ReconcileContext, c: SpecContainer): Promise<ResolvedHealthcheck | undefined> {
@@ -583,8 +697,9 @@ export class ContainerReconciler {
     if (!state) return;
     if (state.status === 'running' || state.status === 'paused') await this.stopProcess(ctx, key, id, c, why);
     // Before the runtime removes the container's directory, which holds the netns mount.
-    if (c.spec) await this.networkingOf(ctx)?.detach(attachRequestOf(id, c as SpecContainer));
+    if (c.spec) await this.networkingOf(ctx)?.detach(attachRequestOf(id, withAppliedNetworks(c as SpecContainer, this.appliedSpec(ctx, id))));
     await runtimeCall(id, () => this.runtime().delete(id, { force: true }));
+    this.appliedSpecs.delete(id);
     this.backoff.reset(key);
   }
 
@@ -651,6 +766,84 @@ function freshStatus(c: Container, phase: ContainerStatus['phase']): ContainerSt
 
 function attachRequestOf(id: string, c: SpecContainer): AttachRequest {
   return { namespace: c.metadata.namespace ?? DEFAULT_NAMESPACE, name: c.metadata.name, id, spec: c.spec, labels: c.metadata.labels };
+}
+
+/**
+ * For detaching: the networks and mode of the applied spec too, which is what the
+ * namespace was really set up for when the new spec changed them.
+ */
+function withAppliedNetworks(c: SpecContainer, applied: ContainerSpec | undefined): SpecContainer {
+  if (!applied) return c;
+  const listed = new Set((c.spec.networks ?? []).map((n) => n.name));
+  const networks = [...(c.spec.networks ?? []), ...(applied.networks ?? []).filter((n) => !listed.has(n.name))];
+  return { ...c, spec: { ...c.spec, networks, networkMode: applied.networkMode ?? 'bridge' } };
+}
+
+interface NetworkFailure {
+  reason: string;
+  message: string;
+  /** A Network that may appear or become ready: its watch wakes the container. */
+  waitForNetwork: boolean;
+}
+
+/** What a (live) network change did: the addresses the container has now, its ports, or why it failed. */
+interface NetworkSync {
+  ipAddresses: Record<string, string>;
+  ports?: Attachment['ports'];
+  failure?: NetworkFailure;
+}
+
+const FAILURE_REASONS: Partial<Record<NetworkErrorCode, string>> = {
+  D2P_NETWORK_ADDRESS_IN_USE: 'AddressInUse',
+  D2P_NETWORK_ADDRESS_UNAVAILABLE: 'AddressUnavailable',
+  D2P_NETWORK_SUBNET_FULL: 'SubnetFull',
+};
+
+/** Failures of a network change the user fixes (by the spec or by creating a Network); anything else is thrown on. */
+async function networkFailure(ctx: ReconcileContext, c: SpecContainer, error: unknown): Promise<NetworkFailure | undefined> {
+  const container = `${c.metadata.namespace ?? DEFAULT_NAMESPACE}/${c.metadata.name}`;
+  if (isAttachError(error, 'D2P_NETWORK_NOT_READY') && error.network !== undefined) {
+    return { ...(await missingNetwork(ctx, c.metadata.namespace ?? DEFAULT_NAMESPACE, error.network, container)), waitForNetwork: true };
+  }
+  if (isAttachError(error, 'D2P_NETWORK_INVALID_ATTACHMENT')) return { reason: 'InvalidAttachment', message: error.message, waitForNetwork: false };
+  const reason = isNetworkError(error) ? FAILURE_REASONS[error.code] : undefined;
+  if (reason === undefined) return undefined;
+  return { reason, message: `container ${container}: ${describeError(error)}`, waitForNetwork: false };
+}
+
+/** Not ready, or not there at all — also when a Network of that name exists only in another namespace. */
+async function missingNetwork(ctx: ReconcileContext, namespace: string, network: string, container: string): Promise<{ reason: string; message: string }> {
+  const networks = (await ctx.client('Network').list({})).items;
+  if (networks.some((n) => (n.metadata.namespace ?? DEFAULT_NAMESPACE) === namespace && n.metadata.name === network)) {
+    return { reason: 'NetworkNotReady', message: `container ${container}: network ${namespace}/${network} is not ready yet` };
+  }
+  const elsewhere = networks.filter((n) => n.metadata.name === network).map((n) => n.metadata.namespace ?? DEFAULT_NAMESPACE);
+  const hint = elsewhere.length > 0 ? ` (a container joins networks of its own namespace; ${network} exists in namespace ${elsewhere.join(', ')})` : '';
+  return { reason: 'NetworkNotFound', message: `container ${container}: network ${network} not found in namespace ${namespace}${hint}` };
+}
+
+/** status.ipAddresses (and ports) as attached now, and the NetworksAttached condition: False on a failure, True again after one. */
+function applyNetworkSync(status: ContainerStatus, networks: NetworkSync | undefined, generation: number | undefined): void {
+  if (!networks) return;
+  if (Object.keys(networks.ipAddresses).length > 0) status.ipAddresses = networks.ipAddresses;
+  else delete status.ipAddresses;
+  if (networks.ports && networks.ports.length > 0) status.ports = networks.ports;
+  else if (networks.ports) delete status.ports;
+  if (networks.failure) {
+    const { reason, message } = networks.failure;
+    setCondition(status, { type: CONDITION_NETWORKS_ATTACHED, status: 'False', reason, message, observedGeneration: generation });
+  } else if (getCondition(status, CONDITION_NETWORKS_ATTACHED)) {
+    setCondition(status, { type: CONDITION_NETWORKS_ATTACHED, status: 'True', reason: 'Attached', message: 'spec.networks applied', observedGeneration: generation });
+  }
+}
+
+/** docker events says "network connect" and "network disconnect"; these are their Events. */
+async function recordNetworkEvents(ctx: ReconcileContext, c: SpecContainer, changes: ReturnType<typeof networkChanges>, addresses: Record<string, string>): Promise<void> {
+  for (const name of changes.disconnected) await ctx.events.record(c, 'Normal', 'NetworkDisconnected', `Disconnected from network ${name}`);
+  for (const n of changes.connected) {
+    const ip = addresses[n.name];
+    await ctx.events.record(c, 'Normal', 'NetworkConnected', `Connected to network ${n.name}${ip ? ` (${ip})` : ''}`);
+  }
 }
 
 function pendingStatus(c: Container, conditionType: string, reason: string, message: string): ContainerStatus {

@@ -12,7 +12,7 @@ type Action<O> = (opts: O, ctx: CommandContext) => Promise<number>;
 /** The Compose commands of issue 5; `lifecycle` serves start|stop|restart|kill|pause|unpause|rm. */
 const WORKLOAD_COMMANDS = ['up', 'down', 'ps', 'logs', 'exec', 'run', 'lifecycle', 'stats', 'top', 'port'] as const;
 
-export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', 'build', ...WORKLOAD_COMMANDS] as const;
+export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', 'build', 'network', ...WORKLOAD_COMMANDS] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Finds a command's function; each lives in commands/<name>.ts as `<name>Command`. */
@@ -180,7 +180,19 @@ export function buildProgram(io: CliIO, run: Runner): Command {
   registerWorkloadCommands(program, run);
   registerImageCommands(program, run);
   registerBuildCommand(program, run);
+  registerNetworkCommand(program, run);
   return program;
+}
+
+/** `d2p network ls|inspect|create|rm|connect|disconnect …` parses its own subcommands (commands/network.ts). */
+function registerNetworkCommand(program: Command, run: Runner): void {
+  addGlobalOptions(program.command('network'))
+    .description('manage networks: ls, inspect, create, rm, connect, disconnect (a running container is connected without a restart)')
+    .argument('[args...]', 'd2p network --help lists them')
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action((args: string[], _flags: unknown, cmd: Command) => run(cmd, 'network', { args }));
 }
 
 /**

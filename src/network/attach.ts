@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { DEFAULT_NAMESPACE } from '../api/meta';
-import { COMPOSE_LABELS, type ContainerSpec, type PortMapping } from '../api/types';
+import { COMPOSE_LABELS, type ContainerSpec, type NetworkAttachment, type PortMapping } from '../api/types';
 import type { Paths } from '../config';
 import { writeFileAtomic } from '../runtime/bundle';
 import { DnsServer, type DnsRecord, type ListenAddress } from './dns';
@@ -142,6 +142,13 @@ export interface AttachRequest {
   labels?: Record<string, string>;
   /** For network_mode container:/service:, the runtime id of the container whose namespace is joined. */
   peerId?: string;
+  /**
+   * The networks the container's namespace was set up for before (the spec it was last
+   * attached with). Those no longer in spec.networks are detached, so a running container
+   * changes networks without a new process (`docker network connect|disconnect`), also
+   * after a daemon restart, when this process no longer remembers the earlier attach.
+   */
+  previousNetworks?: NetworkAttachment[];
 }
 
 export interface PublishedPortInfo {
@@ -263,6 +270,12 @@ export class Networking {
     return this.containers.has(`${namespace}/${name}`);
   }
 
+  /** Network name → address of the container as this process attached it (what status.ipAddresses should say). */
+  addressesOf(namespace: string, name: string): Record<string, string> {
+    const endpoints = this.containers.get(`${namespace}/${name}`)?.endpoints ?? [];
+    return Object.fromEntries(endpoints.map((e) => [e.network.name, e.ip]));
+  }
+
   async close(): Promise<void> {
     await this.publisher.closeAll();
     await this.dns.close();
@@ -273,7 +286,10 @@ export class Networking {
   /**
    * Makes the container's network real, idempotently: a second call with the same request
    * changes nothing and answers the same. Call it after the runtime created the container's
-   * directory (runtime.create) and before its process starts.
+   * directory (runtime.create) and before its process starts — or while it runs, with
+   * previousNetworks, to connect and disconnect networks live: networks no longer wanted
+   * are detached first, new ones get the lowest free ethN (as Docker numbers a connected
+   * network), and hosts/resolv.conf are rewritten in place so the running process sees them.
    */
   async attach(request: AttachRequest): Promise<Attachment> {
     const mode = request.spec.networkMode ?? 'bridge';
@@ -286,16 +302,20 @@ export class Networking {
     }
     if (mode.startsWith('container:') || mode.startsWith('service:')) return this.joinPeer(request, key, mode);
     const netnsPath = netnsPathOf(this.paths, request.id);
+    // Before resolving the wanted networks: a disconnect happens even while a network
+    // connected in the same change is not ready yet.
+    this.dropNetworksNotWanted(request, key, mode === 'none' ? [] : (request.spec.networks ?? []).map((n) => n.name));
     const networks = mode === 'none' ? [] : this.resolveNetworks(request, key);
     this.host.createNetns(netnsPath);
     this.setUpIfDown('lo', netnsPath);
-    const endpoints = networks.map((attachment, index) => this.attachOne(request, key, netnsPath, attachment, index));
+    const claimedNames = new Set<string>();
+    const endpoints = networks.map((attachment) => this.attachOne(request, key, netnsPath, attachment, claimedNames));
     this.ensureDefaultRoute(netnsPath, endpoints);
     const previous = this.containers.get(key);
     const attached: AttachedContainer = { key, endpoints, ports: previous?.ports ?? [] };
     this.containers.set(key, attached);
     this.refreshDns(new Set([...endpoints, ...(previous?.endpoints ?? [])].map((e) => e.network.key)));
-    if (previous === undefined || previous.ports.length === 0) attached.ports = await this.publishPorts(request, key, endpoints);
+    attached.ports = await this.portsFor(request, key, endpoints, attached.ports);
     const files = this.renderFiles(request, endpoints);
     this.writeFiles(request.id, files);
     return {
@@ -363,21 +383,29 @@ export class Networking {
     key: string,
     netnsPath: string,
     { attachment, network }: { attachment: NonNullable<ContainerSpec['networks']>[number]; network: RegisteredNetwork },
-    index: number,
+    claimedNames: Set<string>,
   ): Endpoint {
     const ip = network.allocator.allocate(key, attachment.ipv4Address);
     const hostEnd = hostVethName(key, network.name);
-    const inside = containerIfName(index);
     const cidr = `${ip}/${parseCidr(network.subnet).prefixLength}`;
-    const hostLinks = this.host.linkList();
-    const innerLinks = this.host.linkList(netnsPath);
-    const complete = hostLinks.some((l) => l.name === hostEnd) && innerLinks.some((l) => l.name === inside);
-    if (!complete) {
-      // Half of a pair (a crash between two steps, or a namespace made anew): start over.
-      if (hostLinks.some((l) => l.name === hostEnd)) this.host.deleteLink(hostEnd);
-      if (innerLinks.some((l) => l.name === inside)) this.host.deleteLink(inside, netnsPath);
+    const hostHasEnd = this.host.linkList().some((l) => l.name === hostEnd);
+    // The inside end is known by its address, not by a position in spec.networks: after a
+    // live disconnect the remaining interfaces keep their names (eth1 stays eth1).
+    const insideWithAddress = this.host.addrList(null, netnsPath).find((a) => a.family === 4 && a.cidr === cidr)?.link;
+    let inside: string;
+    if (hostHasEnd && insideWithAddress !== undefined && !claimedNames.has(insideWithAddress)) {
+      inside = insideWithAddress;
+    } else {
+      // Half of a pair (a crash between two steps, a namespace made anew, a new address):
+      // start over. Deleting either end of a veth deletes its peer too (veth(4)).
+      if (hostHasEnd) this.host.deleteLink(hostEnd);
+      if (insideWithAddress !== undefined && this.host.linkList(netnsPath).some((l) => l.name === insideWithAddress)) {
+        this.host.deleteLink(insideWithAddress, netnsPath);
+      }
+      inside = this.freeInterfaceName(netnsPath, claimedNames);
       this.host.addVeth(hostEnd, inside, netnsPath, network.mtu);
     }
+    claimedNames.add(inside);
     const hostLink = this.host.linkList().find((l) => l.name === hostEnd);
     if (hostLink?.master !== network.bridge) this.host.setMaster(hostEnd, network.bridge);
     if (!hostLink?.up) this.host.setLinkUp(hostEnd);
@@ -385,6 +413,56 @@ export class Networking {
     if (!addresses.some((a) => a.cidr === cidr)) this.host.addAddress(inside, cidr, netnsPath);
     this.setUpIfDown(inside, netnsPath);
     return { network, ip, names: dnsRecordOf(request, attachment.aliases ?? [], ip) };
+  }
+
+  /** The lowest ethN not in the namespace nor given out in this attach (libnetwork numbers interfaces so too). */
+  private freeInterfaceName(netnsPath: string, claimedNames: Set<string>): string {
+    const taken = new Set([...this.host.linkList(netnsPath).map((l) => l.name), ...claimedNames]);
+    for (let index = 0; ; index++) {
+      const name = containerIfName(index);
+      if (!taken.has(name)) return name;
+    }
+  }
+
+  /**
+   * Networks the container was on (its previous spec, or what this process attached) and is
+   * no longer asked to join: host end of the veth deleted (the end inside goes with it),
+   * address released, names gone from that network's DNS. The default route, if it went
+   * through a dropped network, vanished with the veth; ensureDefaultRoute adds another.
+   */
+  private dropNetworksNotWanted(request: AttachRequest, key: string, wanted: string[]): void {
+    const previous = this.containers.get(key);
+    const before = new Set([...(request.previousNetworks ?? []).map((n) => n.name), ...(previous?.endpoints ?? []).map((e) => e.network.name)]);
+    const dropped = [...before].filter((name) => !wanted.includes(name));
+    if (dropped.length === 0) return;
+    const touched = new Set<string>();
+    for (const name of dropped) {
+      this.deleteLinkIfPresent(hostVethName(key, name));
+      const network = this.networks.get(networkKey(request.namespace, name));
+      network?.allocator.release(key);
+      if (network) touched.add(network.key);
+    }
+    if (previous) previous.endpoints = previous.endpoints.filter((e) => !dropped.includes(e.network.name));
+    this.refreshDns(touched);
+  }
+
+  /**
+   * Published ports forward to the address on the first network. They stay as they are
+   * while that address does; when a live change gives the container another first network
+   * they are published again to it, on the same host ports (so a random port keeps its
+   * number); with no network left they are closed, as there is nothing to forward to.
+   */
+  private async portsFor(request: AttachRequest, key: string, endpoints: Endpoint[], current: PublishedPort[]): Promise<PublishedPort[]> {
+    if (current.length === 0) {
+      const bridgeWithoutNetworks = (request.spec.networkMode ?? 'bridge') === 'bridge' && endpoints.length === 0;
+      return bridgeWithoutNetworks ? [] : this.publishPorts(request, key, endpoints);
+    }
+    const target = endpoints[0];
+    if (target && current.every((p) => p.targetIP === target.ip)) return current;
+    await Promise.all(current.map((p) => p.close()));
+    if (!target) return [];
+    const keepHostPorts = (request.spec.ports ?? []).map((port, index) => ({ ...port, hostPort: port.hostPort ?? current[index]?.hostPort }));
+    return this.publishPorts({ ...request, spec: { ...request.spec, ports: keepHostPorts } }, key, endpoints);
   }
 
   /** Docker's gateway endpoint: the first network that is not internal. */
@@ -457,8 +535,8 @@ export class Networking {
   private writeFiles(id: string, files: { hostsFile: string; resolvConf: string }): void {
     const dir = path.join(this.paths.containers, id);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(path.join(dir, 'hosts'), files.hostsFile, 0o644);
-    if (files.resolvConf !== '') writeFileAtomic(path.join(dir, 'resolv.conf'), files.resolvConf, 0o644);
+    rewriteFile(path.join(dir, 'hosts'), files.hostsFile);
+    if (files.resolvConf !== '') rewriteFile(path.join(dir, 'resolv.conf'), files.resolvConf);
   }
 
   private setUpIfDown(link: string, netnsPath: string): void {
@@ -512,6 +590,29 @@ function dnsRecordOf(request: AttachRequest, aliases: string[], ip: string): Dns
 
 function portInfo(port: PublishedPort): PublishedPortInfo {
   return { hostIP: port.hostIP, hostPort: port.hostPort, containerPort: port.targetPort, protocol: port.protocol };
+}
+
+/**
+ * hosts and resolv.conf are bind-mounted into the container when its process starts, and a
+ * bind mount holds the inode: a new file renamed over the path would never be seen by a
+ * running container. So an existing file is rewritten in place (O_TRUNC, then write), as
+ * Docker's libnetwork rewrites a running container's /etc/hosts (etchosts.Build uses
+ * os.WriteFile); only a file that does not exist yet is written atomically.
+ */
+function rewriteFile(file: string, content: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_TRUNC);
+  } catch (error) {
+    if (errnoOf(error) !== 'ENOENT') throw error;
+    writeFileAtomic(file, content, 0o644);
+    return;
+  }
+  try {
+    fs.writeFileSync(fd, content);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function readHostResolvConf(): { search: string[] } {
