@@ -53,7 +53,16 @@ export function askUdp(upstream: Upstream, query: Buffer, timeoutMs: number): Pr
     // A fresh socket per query gets a fresh random source port, which is what makes
     // forged answers hard to inject (RFC 5452 §4.5).
     const socket = dgram.createSocket(isIP(upstream.host) === 6 ? 'udp6' : 'udp4');
-    const finish = settleOnce(timeoutMs, () => socket.close(), resolve, reject);
+    let closed = false;
+    const finish = settleOnce(
+      timeoutMs,
+      () => {
+        closed = true;
+        socket.close();
+      },
+      resolve,
+      reject,
+    );
     socket.on('error', (error) => finish(error));
     socket.on('message', (answer) => {
       // Only an answer to this very query counts (same id); anything else is ignored as
@@ -62,7 +71,20 @@ export function askUdp(upstream: Upstream, query: Buffer, timeoutMs: number): Pr
     });
     // connect() makes the kernel deliver ICMP port-unreachable as ECONNREFUSED, so a
     // dead upstream fails at once instead of after the timeout.
-    socket.connect(upstream.port, upstream.host, () => socket.send(query));
+    // Node calls back with the error when connect(2) fails (ENETUNREACH in a namespace
+    // with no route): a send on the unconnected socket would then throw
+    // ERR_SOCKET_BAD_PORT out of this callback, uncaught. And a connect that completes
+    // after the timeout closed the socket must not send either.
+    const sendWhenConnected = (error?: Error): void => {
+      if (error) finish(error);
+      else if (!closed) socket.send(query, (sendError) => sendError && finish(sendError));
+    };
+    try {
+      socket.connect(upstream.port, upstream.host, sendWhenConnected);
+    } catch (error) {
+      // Synchronous refusals (ERR_SOCKET_BAD_PORT for a port out of range) fail this query only.
+      finish(error as Error);
+    }
   });
 }
 

@@ -202,7 +202,15 @@ export class DnsServer {
   private onUdpQuery(socket: dgram.Socket, query: Buffer, remote: dgram.RemoteInfo): void {
     this.handle(query, remote.address, 'udp').then(
       (answer) => {
-        if (answer !== undefined) socket.send(answer, remote.port, remote.address);
+        if (answer === undefined) return;
+        try {
+          socket.send(answer, remote.port, remote.address, (error) => error && this.report(error));
+        } catch (error) {
+          // The network went away (its listener closed) while the answer was being made:
+          // the client retries its query, as after any lost datagram.
+          if ((error as NodeJS.ErrnoException).code === 'ERR_SOCKET_DGRAM_NOT_RUNNING') return;
+          this.report(error as Error);
+        }
       },
       (error: Error) => this.report(error),
     );

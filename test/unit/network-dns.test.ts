@@ -13,7 +13,7 @@ import * as dnsPacket from 'dns-packet';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { DnsServer, type DnsServerOptions } from '../../src/network/dns';
-import { readUpstreamResolvers } from '../../src/network/dns-upstream';
+import { askUdp as askUpstreamUdp, readUpstreamResolvers } from '../../src/network/dns-upstream';
 
 const CLIENT_FRONT = '127.0.0.2'; // on shop_front only
 const CLIENT_BACK = '127.0.0.3'; // on shop_back only
@@ -290,5 +290,19 @@ describe('upstream resolvers from resolv.conf', () => {
 
   it('has no upstream when the file does not exist', () => {
     expect(readUpstreamResolvers(path.join(dir, 'missing'))).toEqual([]);
+  });
+});
+
+describe('asking an upstream over UDP', () => {
+  const query = dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'example.test' }] });
+
+  it('a connect that fails ends the query with its error instead of sending on the unconnected socket', async () => {
+    // connect(2) to the broadcast address without SO_BROADCAST is EACCES (ip(7)): a failed
+    // connect that puts no packet on any wire.
+    await expect(askUpstreamUdp({ host: '255.255.255.255', port: 53 }, query, 1000)).rejects.toMatchObject({ code: 'EACCES' });
+  });
+
+  it('a port out of range fails the query instead of throwing', async () => {
+    await expect(askUpstreamUdp({ host: '127.0.0.1', port: 70000 }, query, 1000)).rejects.toMatchObject({ code: 'ERR_SOCKET_BAD_PORT' });
   });
 });
