@@ -224,7 +224,9 @@ export class Manager {
   private onWatchedEvent(running: RunningController, spec: WatchSpec, event: InformerEvent): void {
     let keys: string[];
     try {
-      keys = spec.map(event.object);
+      // The object before the change too (controller-runtime maps old and new on update):
+      // a Container leaving a network must wake the network it left, not only its new ones.
+      keys = [...new Set([...spec.map(event.object), ...(event.previous ? spec.map(event.previous) : [])])];
     } catch (error) {
       running.log.error('watch map function failed', {
         kind: spec.kind,

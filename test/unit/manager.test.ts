@@ -146,6 +146,13 @@ describe('Manager', () => {
     await m.start();
     await api.for('Container').create({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name: 'c', namespace: 'shop', labels: { volume: 'cache' } }, spec: {} });
     await vi.waitFor(() => expect(ctl.seen).toContain('shop/cache'));
+    // A change away from a key wakes the key it left as well as the new one.
+    await settle(m);
+    const before = count(ctl.seen, 'shop/cache');
+    const c = api.peek('Container', 'shop', 'c')!;
+    await api.for('Container').update({ ...c, metadata: { ...c.metadata, labels: { volume: 'data' } } });
+    await vi.waitFor(() => expect(ctl.seen).toContain('shop/data'));
+    await vi.waitFor(() => expect(count(ctl.seen, 'shop/cache')).toBe(before + 1));
   });
 
   it('requeues a failing reconcile with back-off and records a Warning event and a Ready=False condition', async () => {
