@@ -272,12 +272,18 @@ export function tableHeader(kind: string, opts: TableOptions): string[] {
 
 /** One row's cells; an empty value reads "<none>" as in kubectl. */
 export function tableRow(kind: string, obj: ApiObject, opts: TableOptions): string[] {
-  return columnsFor(kind, opts).map((c) => c.cell(obj, opts.now) || '<none>');
+  return cellsOf(columnsFor(kind, opts), obj, opts.now);
+}
+
+function cellsOf(columns: readonly Column[], obj: ApiObject, now: number): string[] {
+  return columns.map((c) => c.cell(obj, now) || '<none>');
 }
 
 /** Header and rows of `objects` (all of `kind`), aligned. */
 export function printTable(kind: string, objects: readonly ApiObject[], opts: TableOptions): string {
-  return renderTable([tableHeader(kind, opts), ...objects.map((o) => tableRow(kind, o, opts))]);
+  // The columns once for the table, not once per row: `get` of 1,000 objects is budgeted.
+  const columns = columnsFor(kind, opts);
+  return renderTable([columns.map((c) => c.header), ...objects.map((o) => cellsOf(columns, o, opts.now))]);
 }
 
 /**

@@ -3,6 +3,8 @@
 // keeping what others own: status (controllers), finalizers and ownerReferences (controllers,
 // garbage collection), uid and the rest of the server's metadata. Like `kubectl apply`, it
 // reports created / configured / unchanged, and writes nothing when nothing would change.
+// The merge rules below are also the server's batch apply (src/server/apply-batch.ts), which
+// `d2p apply` uses; this per-object form serves ResourceClient.apply (GitOps, diff).
 import { isDeepStrictEqual } from 'node:util';
 import { isApiError } from '../api/errors';
 import type { ApiObject, ObjectMeta } from '../api/meta';
@@ -18,53 +20,8 @@ export interface ApplyResult<T extends ApiObject> {
   action: ApplyAction;
 }
 
-/**
- * What a dry-run apply found: the action, what the object would become, and the write a
- * real apply would make. `d2p apply` dry-runs every object before writing any (all or
- * nothing), then commits these plans (commitApply) instead of applying from scratch:
- * three requests per changed object (read, dry run, write) instead of five.
- */
-export interface ApplyPlan<T extends ApiObject> {
-  action: ApplyAction;
-  /** The live object when unchanged, else the server's dry-run answer. */
-  object: T;
-  /** The request that makes it so; absent when unchanged. An update carries the live resourceVersion. */
-  write?: { verb: 'create' | 'update'; body: T };
-}
-
-/** A dry-run applyObject answers with its plan too (ResourceClient.apply passes it through). */
-export type DryRunApplyResult<T extends ApiObject> = ApplyResult<T> & { plan: ApplyPlan<T> };
-
 export async function applyObject<T extends ApiObject>(client: ResourceClient<T>, obj: T, opts: WriteOptions = {}): Promise<ApplyResult<T>> {
-  if (opts.dryRun) {
-    const plan = await onceMoreIfRaced(() => planOnce(client, obj));
-    const result: DryRunApplyResult<T> = { object: plan.object, action: plan.action, plan };
-    return result;
-  }
-  return onceMoreIfRaced(() => applyOnce(client, obj));
-}
-
-/** The plan a dry-run apply answered with; undefined for a client whose apply gives none. */
-export function planOf<T extends ApiObject>(result: ApplyResult<T>): ApplyPlan<T> | undefined {
-  const plan = (result as Partial<DryRunApplyResult<T>>).plan;
-  return plan !== undefined && typeof plan === 'object' && plan !== null ? plan : undefined;
-}
-
-/**
- * Makes the write a plan decided. If the object changed since the plan was made (Conflict
- * on the resourceVersion precondition, or AlreadyExists), it is applied afresh, as
- * applyObject does after a race.
- */
-export async function commitApply<T extends ApiObject>(client: ResourceClient<T>, obj: T, plan: ApplyPlan<T>): Promise<ApplyResult<T>> {
-  if (!plan.write) return { object: plan.object, action: plan.action };
-  try {
-    const { verb, body } = plan.write;
-    const object = verb === 'create' ? await client.create(body) : await client.update(body);
-    return { object, action: plan.action };
-  } catch (e) {
-    if (isApiError(e, 'Conflict') || isApiError(e, 'AlreadyExists')) return applyObject(client, obj);
-    throw e;
-  }
+  return onceMoreIfRaced(() => applyOnce(client, obj, opts.dryRun ?? false));
 }
 
 async function onceMoreIfRaced<R>(attempt: () => Promise<R>): Promise<R> {
@@ -78,23 +35,12 @@ async function onceMoreIfRaced<R>(attempt: () => Promise<R>): Promise<R> {
   }
 }
 
-async function applyOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T): Promise<ApplyResult<T>> {
+async function applyOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T, dryRun: boolean): Promise<ApplyResult<T>> {
   const live = await getIfPresent(client, obj);
-  if (!live) return { object: await client.create(forCreate(obj)), action: 'created' };
+  if (!live) return { object: await client.create(forCreate(obj), { dryRun }), action: 'created' };
   const change = await previewUpdate(client, live, obj);
   if (!change) return { object: live, action: 'unchanged' };
-  return { object: await client.update(change.desired), action: 'configured' };
-}
-
-async function planOnce<T extends ApiObject>(client: ResourceClient<T>, obj: T): Promise<ApplyPlan<T>> {
-  const live = await getIfPresent(client, obj);
-  if (!live) {
-    const body = forCreate(obj);
-    return { action: 'created', object: await client.create(body, { dryRun: true }), write: { verb: 'create', body } };
-  }
-  const change = await previewUpdate(client, live, obj);
-  if (!change) return { action: 'unchanged', object: live };
-  return { action: 'configured', object: change.preview, write: { verb: 'update', body: change.desired } };
+  return { object: dryRun ? change.preview : await client.update(change.desired), action: 'configured' };
 }
 
 /** The merged object to send and the server's dry-run answer for it; undefined when nothing would change. */
@@ -117,7 +63,7 @@ async function getIfPresent<T extends ApiObject>(client: ResourceClient<T>, obj:
 }
 
 /** A manifest exported with `get -o yaml` carries server fields a create must not send. */
-function forCreate<T extends ApiObject>(obj: T): T {
+export function forCreate<T extends ApiObject>(obj: T): T {
   const { resourceVersion: _rv, uid: _uid, creationTimestamp: _c, deletionTimestamp: _d, generation: _g, ...metadata } = obj.metadata;
   const { status: _status, ...rest } = obj;
   return { ...rest, metadata } as T;

@@ -1,11 +1,22 @@
 // The TypeScript client of the d2p API: HTTP over the daemon's unix socket, keep-alive
 // connections shared by every kind.
 import { API_VERSION, kindByName, KINDS } from '../api/meta';
+import { applyAll } from './apply-all';
 import { HttpResourceClient } from './resource-client';
 import { Transport } from './transport';
 import type { ApiResourceList, Client, ResourceClient } from './types';
 
-export type { ApiResourceList, Client, ClientWatchOptions, DeleteOptions, PatchType, ResourceClient, WriteOptions } from './types';
+export type {
+  ApiResourceList,
+  ApplyAllItem,
+  ApplyAllResult,
+  Client,
+  ClientWatchOptions,
+  DeleteOptions,
+  PatchType,
+  ResourceClient,
+  WriteOptions,
+} from './types';
 export { DaemonUnreachableError, UnexpectedResponseError } from './transport';
 
 export interface ClientOptions {
@@ -44,6 +55,7 @@ export function createClient(opts: ClientOptions): Client {
     containers: resourceClient('Container'),
     services: resourceClient('Service'),
     events: resourceClient('Event'),
+    applyAll: (objects, applyOpts) => applyAll(transport, objects, applyOpts),
     discovery: () => transport.call<ApiResourceList>('GET', `/apis/${API_VERSION}`),
     healthz: async () => {
       const { statusCode, text } = await transport.text('/healthz');

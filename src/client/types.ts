@@ -1,5 +1,6 @@
 // The typed face of the REST API for TypeScript users and for the CLI.
 // `client.containers.list({ namespace: 'shop' })`, `client.for('Volume').get('shop', 'data')`.
+import type { ApiError } from '../api/errors';
 import type { ApiObject, ObjectList, WatchEvent } from '../api/meta';
 import type { Build, Container, EventObject, Image, KindMap, KindName, Network, Service, Volume } from '../api/types';
 import type { ListOptions, WatchOptions } from '../store/types';
@@ -69,6 +70,18 @@ export interface ApiResourceList {
   resources: ApiResource[];
 }
 
+/** One object of applyAll: what apply did (or would do), or why the server refused it. */
+export type ApplyAllItem<T extends ApiObject = ApiObject> =
+  | { ok: true; action: 'created' | 'configured' | 'unchanged'; object: T }
+  | { ok: false; error: ApiError };
+
+export interface ApplyAllResult {
+  /** True when every object was accepted and (not on a dry run) all of them are stored. */
+  written: boolean;
+  /** One per object, in the order given. */
+  items: ApplyAllItem[];
+}
+
 export interface Client {
   readonly socketPath: string;
   /** By kind ("Volume"), plural ("volumes") or short name ("vol"); typed when given the kind. */
@@ -81,6 +94,13 @@ export interface Client {
   readonly containers: ResourceClient<Container>;
   readonly services: ResourceClient<Service>;
   readonly events: ResourceClient<EventObject>;
+  /**
+   * Applies every object (any kinds, any namespaces) in one request, all or nothing: the
+   * server checks all of them before it writes any, and writes them atomically. A refused
+   * object is an item with ok: false (then nothing was written), not a thrown error; a
+   * request the server cannot evaluate at all throws.
+   */
+  applyAll(objects: readonly ApiObject[], opts?: WriteOptions): Promise<ApplyAllResult>;
   discovery(): Promise<ApiResourceList>;
   /** Resolves when the daemon answers GET /healthz with 200; throws otherwise. */
   healthz(): Promise<void>;

@@ -147,6 +147,37 @@ const UNIQUE: Record<string, Identity> = {
   'volumes.*.labels': byKeyValue,
 };
 
+/** Patterns of key paths ("services.*.ports") as a trie: a lookup costs one step per path segment. */
+interface PatternTrie<V> {
+  children: Map<string, PatternTrie<V>>;
+  value?: V;
+}
+
+function patternTrie<V>(patterns: Record<string, V>): PatternTrie<V> {
+  const root: PatternTrie<V> = { children: new Map() };
+  for (const [pattern, value] of Object.entries(patterns)) {
+    let node = root;
+    for (const part of pattern.split('.')) {
+      let next = node.children.get(part);
+      if (!next) node.children.set(part, (next = { children: new Map() }));
+      node = next;
+    }
+    node.value = value;
+  }
+  return root;
+}
+
+/** The value of the pattern matching `path` exactly ("*" matches one segment). */
+function lookupPattern<V>(node: PatternTrie<V> | undefined, path: Segments, from = 0): V | undefined {
+  if (!node) return undefined;
+  if (from === path.length) return node.value;
+  return lookupPattern(node.children.get(path[from]), path, from + 1) ?? lookupPattern(node.children.get('*'), path, from + 1);
+}
+
+// enforceUnicity looks up every key of the project: with 100 services, trying each pattern
+// in turn was a measurable part of `d2p apply`'s start-up.
+const UNIQUE_TRIE = patternTrie(UNIQUE);
+
 /**
  * Removes re-declarations from the lists above: the later entry replaces the earlier one
  * at the earlier one's place (compose-go EnforceUnicity). Works in place on a merged tree.
@@ -155,7 +186,7 @@ export function enforceUnicity(node: Node, path: string[] = []): void {
   if (node.kind === 'map') {
     for (const entry of node.entries.values()) {
       const childPath = [...path, entry.key];
-      const identity = Object.entries(UNIQUE).find(([pattern]) => matches(childPath, pattern))?.[1];
+      const identity = lookupPattern(UNIQUE_TRIE, childPath);
       if (identity && entry.value.kind === 'seq') entry.value = dedupe(entry.value, identity, childPath);
       enforceUnicity(entry.value, childPath);
     }

@@ -5,6 +5,7 @@ import { ApiError } from '../api/errors';
 import type { ApiObject } from '../api/meta';
 import { validateObject } from '../api/validate';
 import type { Store, Watch } from '../store/types';
+import { applyBatch, applyItems } from './apply-batch';
 import { apiGroupList, apiResourceList } from './discovery';
 import {
   isPlainObject,
@@ -16,7 +17,7 @@ import {
   sendJson,
   unsupportedMediaType,
 } from './http-io';
-import { ObjectOperations, type DeleteRequest, type ObjectAddress, type Outcome } from './operations';
+import { ObjectOperations, type DeleteRequest, type ObjectAddress, type Outcome, type Validator } from './operations';
 import { PATCH_MEDIA_TYPES } from './patch';
 import { booleanParam, dryRunParam, propagationPolicy, singleParam, timeoutSecondsParam } from './query';
 import { parseRoute, type Route } from './routes';
@@ -43,6 +44,7 @@ const CLOSE_GRACE_MS = 2000;
 
 interface ServerContext {
   store: Store;
+  validate: Validator;
   operations: ObjectOperations;
   watches: Set<Watch>;
   log: (line: string) => void;
@@ -50,9 +52,11 @@ interface ServerContext {
 
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const log = opts.log ?? defaultLog;
+  const validate = opts.validate ?? validateObject;
   const ctx: ServerContext = {
     store: opts.store,
-    operations: new ObjectOperations(opts.store, opts.validate ?? validateObject),
+    validate,
+    operations: new ObjectOperations(opts.store, validate),
     watches: new Set(),
     log,
   };
@@ -117,6 +121,11 @@ async function dispatch(ctx: ServerContext, req: http.IncomingMessage, res: http
     case 'discovery':
       requireMethod(method, ['GET'], url.pathname);
       return sendJson(res, 200, apiResourceList());
+    case 'apply': {
+      requireMethod(method, ['POST'], url.pathname);
+      const items = applyItems(await readJsonObjectBody(req, 'apply'));
+      return sendJson(res, 200, await applyBatch(ctx.store, ctx.validate, items, dryRunParam(url.searchParams.getAll('dryRun'))));
+    }
     case 'collection':
       return serveCollection(ctx, route, method, url, req, res);
     case 'object':

@@ -51,11 +51,7 @@ export class ObjectOperations {
   }
 
   async create(kind: KindInfo, namespace: string | undefined, body: Record<string, unknown>, dryRun: boolean): Promise<Outcome> {
-    let obj = refuseServerFieldsOnCreate(applyGenerateName(bindToUrl(body, { kind, namespace })));
-    // Status is the controllers' to write, through /status; Kubernetes drops it on create
-    // for every kind with a status subresource.
-    if (kind.hasStatus) obj = withoutStatus(obj);
-    const valid = this.validate(obj);
+    const valid = objectToCreate(kind, namespace, body, this.validate);
     return { code: 201, body: await this.store.create(valid, { dryRun }) };
   }
 
@@ -105,15 +101,30 @@ export class ObjectOperations {
   }
 
   private async write(at: ObjectAddress, live: ApiObject, desired: ApiObject, dryRun: boolean): Promise<ApiObject> {
-    // Checked here too, not only by the store, so that a dry run fails as the write would.
-    checkUpdatePreconditions(live, desired);
     if (at.subresource === 'status') {
+      // Checked here too, not only by the store, so that a dry run fails as the write would.
+      checkUpdatePreconditions(live, desired);
       const valid = this.validate(withStatusOf(withPrecondition(live, desired), desired));
       return this.store.updateStatus(valid, { dryRun });
     }
-    const valid = this.validate(withStatusOf(desired, live));
-    return this.store.update(valid, { dryRun });
+    return this.store.update(objectToReplace(live, desired, this.validate), { dryRun });
   }
+}
+
+/** What a POST hands the store: bound to its collection, server fields refused, status dropped, validated. */
+export function objectToCreate(kind: KindInfo, namespace: string | undefined, body: Record<string, unknown>, validate: Validator): ApiObject {
+  let obj = refuseServerFieldsOnCreate(applyGenerateName(bindToUrl(body, { kind, namespace })));
+  // Status is the controllers' to write, through /status; Kubernetes drops it on create
+  // for every kind with a status subresource.
+  if (kind.hasStatus) obj = withoutStatus(obj);
+  return validate(obj);
+}
+
+/** What a PUT of the main resource hands the store: preconditions checked, the live status kept, validated. */
+export function objectToReplace(live: ApiObject, desired: ApiObject, validate: Validator): ApiObject {
+  // Checked here too, not only by the store, so that a dry run fails as the write would.
+  checkUpdatePreconditions(live, desired);
+  return validate(withStatusOf(desired, live));
 }
 
 function withoutStatus(obj: ApiObject): ApiObject {

@@ -2,15 +2,20 @@
 //   /apis/{group}/{version}/{plural}                                  every namespace
 //   /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}[/status]]
 //   /apis/{group}/{version}/{plural}/{name}[/status]                  cluster-scoped kinds
+//   /apis/{group}/{version}/apply                                     d2p's batch apply (POST)
 import { ApiError } from '../api/errors';
 import { GROUP, KINDS, VERSION, type KindInfo } from '../api/meta';
 
 export const API_PREFIX = `/apis/${GROUP}/${VERSION}`;
+/** Not a plural of any kind, so it cannot shadow a collection. */
+export const APPLY_PATH = `${API_PREFIX}/apply`;
 
 export type Route =
   | { type: 'healthz' }
   | { type: 'groups' }
   | { type: 'discovery' }
+  /** POST: a batch apply of a List of objects of any kinds and namespaces (src/server/apply-batch.ts). */
+  | { type: 'apply' }
   /** namespace undefined: across all namespaces (or a cluster-scoped kind). */
   | { type: 'collection'; kind: KindInfo; namespace?: string }
   | { type: 'object'; kind: KindInfo; namespace?: string; name: string; subresource?: 'status' };
@@ -25,6 +30,7 @@ export function parseRoute(pathname: string): Route {
   if (trimmed === '/healthz' || trimmed === '/livez' || trimmed === '/readyz') return { type: 'healthz' };
   if (trimmed === '/apis') return { type: 'groups' };
   if (trimmed === API_PREFIX) return { type: 'discovery' };
+  if (trimmed === APPLY_PATH) return { type: 'apply' };
   if (!trimmed.startsWith(`${API_PREFIX}/`)) throw unknownPath(pathname);
   const segments = trimmed.slice(API_PREFIX.length + 1).split('/').map((s) => decodeSegment(s, pathname));
   return segments[0] === 'namespaces' ? parseNamespaced(segments, pathname) : parseClusterWide(segments, pathname);

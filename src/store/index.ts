@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, type ApiObject, type KindInfo, type ObjectList, type OwnerReference } from '../api/meta';
 import { ApiError, alreadyExists, conflict, invalid, notFound } from '../api/errors';
-import type { ListOptions, Store, Watch, WatchOptions, WriteOptions } from './types';
+import type { BatchOutcome, BatchResult, BatchWrite, ListOptions, Store, Watch, WatchOptions, WriteOptions } from './types';
 import {
   acquireStoreLock,
   DirectoryMaker,
@@ -21,12 +21,14 @@ import {
   writeFileAtomic,
 } from './disk';
 import { compileSelectors } from './labels';
+import { journalPath, removeJournal, replayJournals, writeJournal } from './journal';
 import { encodeStoreMeta, loadObjects, META_FILE, objectDirectory, OBJECTS_DIR, readStoreMeta } from './load';
-import { CommitSequencer, KeyedMutex, ResourceVersionCeiling } from './ordering';
+import { CommitSequencer, KeyedMutex, ResourceVersionCeiling, runWithAll } from './ordering';
 import { ObjectTable, refKey, type ObjectRef } from './table';
 import {
   checkObject,
   jsonEqual,
+  type ObjectIdentity,
   namespaceOrDefault,
   nowTimestamp,
   requireKind,
@@ -37,7 +39,7 @@ import {
 import { EventHistory, goneEvent, StoreWatch, type ChangeEvent } from './watch';
 
 export { parseLabelSelector, parseFieldSelector, compileSelectors } from './labels';
-export type { Store, Watch, WatchOptions, ListOptions, WriteOptions } from './types';
+export type { BatchOutcome, BatchResult, BatchWrite, Store, Watch, WatchOptions, ListOptions, WriteOptions } from './types';
 
 export interface StoreOptions {
   /** Directory of the store (normally Paths.store); created if missing. */
@@ -60,6 +62,36 @@ type Decision =
   | { type: 'unchanged'; object?: ApiObject }
   | { type: 'write'; event: 'ADDED' | 'MODIFIED'; object: ApiObject }
   | { type: 'remove'; object: ApiObject };
+
+type Change = Exclude<Decision, { type: 'unchanged' }>;
+
+/** A create or update checked for shape, waiting to decide under its object's lock. */
+interface PreparedWrite {
+  info: KindInfo;
+  namespace: string;
+  name: string;
+  decide: (current: ApiObject | undefined) => Decision;
+}
+
+/** One change of a batch, decided, on its way to the disk. */
+interface BatchChange {
+  info: KindInfo;
+  ref: ObjectRef;
+  decision: Change;
+  previous: ApiObject | undefined;
+}
+
+type Attempt<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+
+/** A refusal (ApiError) becomes a value so that a batch can report every one; anything else is a bug and propagates. */
+function attempt<T>(f: () => T): Attempt<T> {
+  try {
+    return { ok: true, value: f() };
+  } catch (err) {
+    if (err instanceof ApiError) return { ok: false, error: err };
+    throw err;
+  }
+}
 
 function toJsonObject(input: unknown): Record<string, unknown> {
   let copy: unknown;
@@ -115,6 +147,62 @@ function rejectNewFinalizersWhileDeleting(current: ApiObject, next: ApiObject, i
       },
     ]);
   }
+}
+
+function serializeObject(obj: ApiObject): string {
+  return JSON.stringify(obj) + '\n';
+}
+
+/** A change as the journal records it: the file's whole new content, or null for its removal. */
+function journalEntry(c: BatchChange): { path: string; content: string | null } {
+  return {
+    path: journalPath(c.info.plural, c.ref.namespace, c.ref.name),
+    content: c.decision.type === 'remove' ? null : serializeObject(c.decision.object),
+  };
+}
+
+function changeEvent(info: KindInfo, ref: ObjectRef, decision: Change, version: number, previous: ApiObject | undefined): ChangeEvent {
+  return {
+    type: decision.type === 'remove' ? 'DELETED' : decision.event,
+    kind: info.kind,
+    namespace: ref.namespace,
+    resourceVersion: version,
+    object: decision.object,
+    previous,
+  };
+}
+
+/** The object a rebase function makes of the stored one; it may not turn into another object. */
+function rebased(rebase: NonNullable<BatchWrite['rebase']>, current: ApiObject, identity: ObjectIdentity): ApiObject | undefined {
+  const out = rebase(structuredClone(current));
+  if (out === undefined) return undefined;
+  const obj = toJsonObject(out) as unknown as ApiObject;
+  const { info, namespace, name } = checkObject(obj);
+  if (info !== identity.info || namespace !== identity.namespace || name !== identity.name) {
+    throw new ApiError('BadRequest', `an update of ${identity.info.kind} "${identity.namespace}/${identity.name}" cannot become ${info.kind} "${namespace}/${name}"`, {
+      kind: identity.info.kind,
+      name: identity.name,
+    });
+  }
+  return obj;
+}
+
+/** The second and later writes of one object in a batch are refused: their order would be a guess. */
+function refuseRepeatedObjects(prepared: Attempt<PreparedWrite>[]): void {
+  const seen = new Set<string>();
+  prepared.forEach((p, i) => {
+    if (!p.ok) return;
+    const { info, namespace, name } = p.value;
+    const key = refKey({ kind: info.kind, namespace, name });
+    if (!seen.has(key)) {
+      seen.add(key);
+      return;
+    }
+    prepared[i] = {
+      ok: false,
+      error: new ApiError('BadRequest', `${info.kind.toLowerCase()} "${namespace}/${name}" appears more than once in the batch`, { kind: info.kind, name }),
+    };
+  });
 }
 
 export class EmbeddedStore implements Store {
@@ -219,6 +307,17 @@ export class EmbeddedStore implements Store {
 
   async create(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
     this.assertOpen();
+    const w = this.prepareCreate(input);
+    return (await this.mutate(w.info, w.namespace, w.name, opts, w.decide))!;
+  }
+
+  async update(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
+    this.assertOpen();
+    const w = this.prepareUpdate(input);
+    return (await this.mutate(w.info, w.namespace, w.name, opts, w.decide))!;
+  }
+
+  private prepareCreate(input: ApiObject): PreparedWrite {
     const obj = toJsonObject(input) as unknown as ApiObject;
     const { info, namespace, name } = checkObject(obj);
     if (obj.metadata.resourceVersion !== undefined) {
@@ -228,7 +327,7 @@ export class EmbeddedStore implements Store {
         name,
       });
     }
-    const created = await this.mutate(info, namespace, name, opts, (current) => {
+    const decide = (current: ApiObject | undefined): Decision => {
       if (current) throw alreadyExists(info.kind, namespace, name);
       const metadata = dropUndefined({
         ...obj.metadata,
@@ -243,16 +342,17 @@ export class EmbeddedStore implements Store {
       // as for Kubernetes resources with a status subresource.
       if (info.hasStatus) delete object.status;
       return { type: 'write', event: 'ADDED', object };
-    });
-    return created!;
+    };
+    return { info, namespace, name, decide };
   }
 
-  async update(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
-    this.assertOpen();
-    const obj = toJsonObject(input) as unknown as ApiObject;
-    const { info, namespace, name } = checkObject(obj);
-    const updated = await this.mutate(info, namespace, name, opts, (current) => {
+  private prepareUpdate(input: ApiObject, rebase?: BatchWrite['rebase']): PreparedWrite {
+    const sent = toJsonObject(input) as unknown as ApiObject;
+    const { info, namespace, name } = checkObject(sent);
+    const decide = (current: ApiObject | undefined): Decision => {
       if (!current) throw notFound(info.kind, namespace, name);
+      const obj = rebase ? rebased(rebase, current, { info, namespace, name }) : sent;
+      if (!obj) return { type: 'unchanged', object: current };
       checkPreconditions(current, obj.metadata, info);
       const system = current.metadata;
       const specChanged = info.hasStatus && !jsonEqual(obj.spec, current.spec);
@@ -279,8 +379,45 @@ export class EmbeddedStore implements Store {
       if (next.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0) return { type: 'remove', object: next };
       if (sameObjectIgnoringVersion(next, current)) return { type: 'unchanged', object: current };
       return { type: 'write', event: 'MODIFIED', object: next };
+    };
+    return { info, namespace, name, decide };
+  }
+
+  async writeBatch(writes: readonly BatchWrite[], opts: WriteOptions = {}): Promise<BatchResult> {
+    this.assertOpen();
+    this.assertWritable();
+    const prepared = writes.map((w) => attempt(() => (w.verb === 'create' ? this.prepareCreate(w.object) : this.prepareUpdate(w.object, w.rebase))));
+    refuseRepeatedObjects(prepared);
+    const keys = prepared.flatMap((p) => (p.ok ? [refKey({ kind: p.value.info.kind, namespace: p.value.namespace, name: p.value.name })] : []));
+    const run = runWithAll(this.locks, keys, () => this.decideAndPersistBatch(prepared, opts));
+    this.inflight.add(run);
+    // Bookkeeping only: the outcome, error included, reaches the caller through `run`.
+    const forget = () => this.inflight.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  /** Runs under the locks of every object of the batch. */
+  private async decideAndPersistBatch(prepared: readonly Attempt<PreparedWrite>[], opts: WriteOptions): Promise<BatchResult> {
+    const decided = prepared.map((p): Attempt<{ write: PreparedWrite; decision: Decision; stored?: ApiObject }> => {
+      if (!p.ok) return p;
+      const { info, namespace, name, decide } = p.value;
+      const stored = this.table.get(info.kind, namespace, name);
+      return attempt(() => ({ write: p.value, decision: decide(stored && structuredClone(stored)), stored }));
     });
-    return updated!;
+    const outcomeOf = (d: (typeof decided)[number]): BatchOutcome => {
+      if (!d.ok) return { ok: false, error: d.error };
+      return { ok: true, object: structuredClone(d.value.decision.object ?? d.value.stored!) };
+    };
+    if (opts.dryRun || decided.some((d) => !d.ok)) return { written: false, outcomes: decided.map(outcomeOf) };
+    const changes: BatchChange[] = [];
+    for (const d of decided) {
+      if (!d.ok || d.value.decision.type === 'unchanged') continue;
+      const { info, namespace, name } = d.value.write;
+      changes.push({ info, ref: { kind: info.kind, namespace, name }, decision: d.value.decision, previous: d.value.stored });
+    }
+    await this.persistBatch(changes);
+    return { written: true, outcomes: decided.map(outcomeOf) };
   }
 
   async updateStatus(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
@@ -392,34 +529,67 @@ export class EmbeddedStore implements Store {
     return run;
   }
 
-  private async persist(info: KindInfo, ref: ObjectRef, decision: Exclude<Decision, { type: 'unchanged' }>, previous: ApiObject | undefined): Promise<void> {
+  private async persist(info: KindInfo, ref: ObjectRef, decision: Change, previous: ApiObject | undefined): Promise<void> {
     this.assertWritable();
     const version = this.sequencer.allocate();
-    const object = decision.object;
-    object.metadata.resourceVersion = String(version);
-    const dir = objectDirectory(this.objectsDir, info, ref.namespace);
+    decision.object.metadata.resourceVersion = String(version);
     try {
       await this.ceiling.cover(version);
-      if (decision.type === 'remove') {
-        await removeFileDurable(dir, ref.name, this.syncer);
-      } else {
-        await this.directories.ensure(dir);
-        await writeFileAtomic(dir, ref.name, JSON.stringify(object) + '\n', this.syncer);
-      }
+      await this.writeObjectFile(info, ref, decision.type === 'remove' ? null : serializeObject(decision.object));
     } catch (err) {
       this.sequencer.abandon(version);
       if (outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
       throw err;
     }
-    const change: ChangeEvent = {
-      type: decision.type === 'remove' ? 'DELETED' : decision.event,
-      kind: info.kind,
-      namespace: ref.namespace,
-      resourceVersion: version,
-      object,
-      previous,
-    };
-    await this.sequencer.commit(version, () => this.apply(change));
+    await this.sequencer.commit(version, () => this.apply(changeEvent(info, ref, decision, version, previous)));
+  }
+
+  /**
+   * A batch of more than one change goes through the journal (journal.ts): its intent is
+   * durable before the first object file is touched, and removed once the last one is, so
+   * a crash leaves all of the batch or none of it.
+   */
+  private async persistBatch(changes: readonly BatchChange[]): Promise<void> {
+    if (changes.length <= 1) {
+      for (const c of changes) await this.persist(c.info, c.ref, c.decision, c.previous);
+      return;
+    }
+    this.assertWritable();
+    const versions = changes.map((c) => {
+      const version = this.sequencer.allocate();
+      c.decision.object.metadata.resourceVersion = String(version);
+      return version;
+    });
+    let journal: string | undefined;
+    try {
+      await this.ceiling.cover(versions[versions.length - 1]);
+      const entries = changes.map(journalEntry);
+      journal = await writeJournal(this.dir, entries, this.syncer);
+      const written = await Promise.allSettled(changes.map((c, i) => this.writeObjectFile(c.info, c.ref, entries[i].content)));
+      const failed = written.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      await removeJournal(this.dir, journal, this.syncer);
+    } catch (err) {
+      for (const version of versions) this.sequencer.abandon(version);
+      // Once the journal is durable the disk holds the batch (the next open completes it)
+      // while memory does not: like an uncertain fsync, that ends writing until a restart.
+      if (journal !== undefined || outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
+      throw err;
+    }
+    await Promise.all(
+      changes.map((c, i) => this.sequencer.commit(versions[i], () => this.apply(changeEvent(c.info, c.ref, c.decision, versions[i], c.previous)))),
+    );
+  }
+
+  /** Replaces the object's file with `content`, or removes it (null); durable on return. */
+  private async writeObjectFile(info: KindInfo, ref: ObjectRef, content: string | null): Promise<void> {
+    const dir = objectDirectory(this.objectsDir, info, ref.namespace);
+    if (content === null) {
+      await removeFileDurable(dir, ref.name, this.syncer);
+      return;
+    }
+    await this.directories.ensure(dir);
+    await writeFileAtomic(dir, ref.name, content, this.syncer);
   }
 
   /** Makes a durable change visible: memory, history, watchers, then garbage collection. */
@@ -528,7 +698,10 @@ export async function openStore(opts: StoreOptions): Promise<EmbeddedStore> {
   await directories.ensure(dir);
   const releaseLock = await acquireStoreLock(dir);
   try {
-    await removeTempFiles(dir, await readDirectory(dir));
+    const entries = await readDirectory(dir);
+    await removeTempFiles(dir, entries);
+    // Before anything is loaded: a batch cut short by a crash is completed first.
+    await replayJournals(dir, entries, syncer, directories);
     const ceiling = await readStoreMeta(dir);
     const objectsDir = path.join(dir, OBJECTS_DIR);
     await directories.ensure(objectsDir);

@@ -24,6 +24,18 @@ export class KeyedMutex {
   }
 }
 
+/**
+ * Runs `task` holding the locks of every key. Keys are taken one at a time in sorted
+ * order, so two callers wanting overlapping sets can never each hold what the other waits
+ * for (the classic lock-ordering rule against deadlock); run() holds a single key, which
+ * cannot close a cycle either.
+ */
+export function runWithAll<T>(mutex: KeyedMutex, keys: readonly string[], task: () => Promise<T>): Promise<T> {
+  const sorted = [...new Set(keys)].sort();
+  const acquire = (i: number): Promise<T> => (i === sorted.length ? task() : mutex.run(sorted[i], () => acquire(i + 1)));
+  return acquire(0);
+}
+
 interface PendingCommit {
   apply?: () => void;
   resolve: () => void;

@@ -1,5 +1,6 @@
 // The contract of the embedded store. The API server is its only writer in the daemon;
 // unit tests use it directly. Semantics follow the Kubernetes API server over etcd.
+import type { ApiError } from '../api/errors';
 import type { ApiObject, ObjectList, WatchEvent } from '../api/meta';
 
 export interface ListOptions {
@@ -25,6 +26,30 @@ export interface Watch {
 /** dryRun: run every check and compute the result, persist nothing (Kubernetes' dryRun=All). */
 export interface WriteOptions {
   dryRun?: boolean;
+}
+
+/** One write of a batch, with exactly the rules of create() or update(). */
+export interface BatchWrite {
+  verb: 'create' | 'update';
+  /** The object to write; for an update with `rebase`, it names the object (kind, namespace, name). */
+  object: ApiObject;
+  /**
+   * Update only: computes the object to write from the stored one, under the batch's locks,
+   * so that a write made since the caller read the object is built upon instead of being
+   * refused as a Conflict (the tryUpdate function of Kubernetes' storage GuaranteedUpdate).
+   * Returns undefined to leave the object as it is. A thrown ApiError refuses the write.
+   */
+  rebase?: (stored: ApiObject) => ApiObject | undefined;
+}
+
+/** What one write of a batch made (or, when the batch was refused or a dry run, would make). */
+export type BatchOutcome = { ok: true; object: ApiObject } | { ok: false; error: ApiError };
+
+export interface BatchResult {
+  /** False when any write was refused (then nothing was written) or on a dry run. */
+  written: boolean;
+  /** One per write, in order. */
+  outcomes: BatchOutcome[];
 }
 
 export interface Store {
@@ -56,6 +81,13 @@ export interface Store {
     name: string,
     opts?: WriteOptions & { preconditionUid?: string; propagationPolicy?: 'Background' | 'Orphan' },
   ): Promise<ApiObject>;
+
+  /**
+   * All or nothing: every write is checked, under the locks of all its objects, before any
+   * is made; when one is refused nothing is written and every refusal is reported. On disk
+   * the batch is atomic as a whole: a crash leaves all of it or none of it.
+   */
+  writeBatch(writes: readonly BatchWrite[], opts?: WriteOptions): Promise<BatchResult>;
 
   watch(kind: string, opts?: WatchOptions): Watch;
 

@@ -121,16 +121,18 @@ describe('apply, get, describe, diff, delete against an API-only daemon', () => 
 
   it('applies nothing when the server refuses one object in its dry run', async () => {
     // What only the server can refuse (a conflict, a rule outside the schemas) is stood in
-    // for by a client that refuses one object's dry run and records every write.
+    // for by a client whose batch apply refuses one object and records every batch.
     const calls: string[] = [];
     const refusing = {
-      for: (kind: string) => ({
-        apply: async (obj: ApiObject, opts: { dryRun?: boolean } = {}) => {
-          calls.push(`${opts.dryRun ? 'dry' : 'real'} ${kind}/${obj.metadata.name}`);
-          if (obj.metadata.name === 'refused') throw invalid('Volume', 'refused', [{ field: 'metadata.ownerReferences', message: 'only one reference can have controller set to true' }]);
-          return { object: obj, action: 'created' as const };
-        },
-      }),
+      applyAll: async (objects: readonly ApiObject[], opts: { dryRun?: boolean } = {}) => {
+        calls.push(`${opts.dryRun ? 'dry' : 'real'} ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(' ')}`);
+        const items = objects.map((obj) =>
+          obj.metadata.name === 'refused'
+            ? { ok: false as const, error: invalid('Volume', 'refused', [{ field: 'metadata.ownerReferences', message: 'only one reference can have controller set to true' }]) }
+            : { ok: true as const, action: 'created' as const, object: obj },
+        );
+        return { written: false, items };
+      },
       close: async () => undefined,
     } as unknown as Client;
     const file = write('refused.yaml', `${volume('fresh')}---\n${volume('refused')}---\n${volume('later')}`);
@@ -140,7 +142,7 @@ describe('apply, get, describe, diff, delete against an API-only daemon', () => 
     await expect(applyCommand({ files: [file] }, ctx)).rejects.toThrow(/the server refused 1 of 3 objects; nothing was applied/);
     expect(err.toString()).toContain(`error: ${file} (document 2): volume/refused: Volume "refused" is invalid:\n  * metadata.ownerReferences: only one`);
     expect(out.toString()).toBe('');
-    expect(calls.sort()).toEqual(['dry Volume/fresh', 'dry Volume/later', 'dry Volume/refused']);
+    expect(calls).toEqual(['real Volume/fresh Volume/refused Volume/later']);
   });
 
   it('applies a Compose file into the project namespace and converts it to manifests', async () => {
