@@ -27,5 +27,9 @@ export function describeError(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
   const errno = typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
   const own = errno && !e.message.includes(errno) ? `${e.message} (${errno})` : e.message;
-  return e.cause !== undefined ? `${own}: ${describeError(e.cause)}` : own;
+  if (e.cause === undefined) return own;
+  // A wrapper that repeats its cause's message (a TerminalError made from a NetworkError)
+  // would print it twice: the cause says only what it adds.
+  const cause = describeError(e.cause);
+  return own.endsWith(cause) ? own : `${own}: ${cause}`;
 }
