@@ -17,10 +17,7 @@ import { formatDuration } from '../src/api/duration';
 import { isApiError } from '../src/api/errors';
 import type { Build, BuildStatus } from '../src/api/types';
 import type { Paths } from '../src/config';
-import { buildImage, BuildError, type BuildDeps, type BuildResult } from '../src/build/builder';
-import { buildOptionsFromSpec, openBuildDeps } from '../src/build/builder-deps';
-import { DockerfileError } from '../src/build/dockerfile/index';
-import { DockerignoreError } from '../src/build/dockerignore';
+import type { buildImage, BuildDeps, BuildResult } from '../src/build/builder';
 import { setCondition } from './conditions';
 import { TerminalError, describeError } from './errors';
 import { registryAuthFile } from './image';
@@ -34,6 +31,29 @@ export const REASON_BUILD_ERROR = 'BuildError';
 
 export type Builder = typeof buildImage;
 
+// The builder (Dockerfile parser, context walker, snapshotter, layer cache: ~20 modules) is
+// loaded by the first reconcile of a Build, not with the daemon: most daemons never build,
+// and a module once loaded stays in the heap for the process's life.
+type BuildModules = typeof import('../src/build/builder') &
+  typeof import('../src/build/builder-deps') &
+  Pick<typeof import('../src/build/dockerfile/index'), 'DockerfileError'> &
+  Pick<typeof import('../src/build/dockerignore'), 'DockerignoreError'>;
+
+let buildModulesLoading: Promise<BuildModules> | undefined;
+
+function loadBuildModules(): Promise<BuildModules> {
+  buildModulesLoading ??= (async () => {
+    const [builder, deps, dockerfile, dockerignore] = await Promise.all([
+      import('../src/build/builder.js'),
+      import('../src/build/builder-deps.js'),
+      import('../src/build/dockerfile/index.js'),
+      import('../src/build/dockerignore.js'),
+    ]);
+    return { ...builder, ...deps, DockerfileError: dockerfile.DockerfileError, DockerignoreError: dockerignore.DockerignoreError };
+  })();
+  return buildModulesLoading;
+}
+
 export interface BuildControllerOptions {
   /** Image store, runtime and cache dir; default openBuildDeps(paths). */
   openDeps?: (paths: Paths) => Promise<BuildDeps>;
@@ -44,7 +64,9 @@ export interface BuildControllerOptions {
 }
 
 export function buildController(opts: BuildControllerOptions = {}): Controller {
-  const open = opts.openDeps ?? ((paths: Paths) => openBuildDeps(paths, opts.cgroupParent !== undefined ? { cgroupParent: opts.cgroupParent } : {}));
+  const open =
+    opts.openDeps ??
+    (async (paths: Paths) => (await loadBuildModules()).openBuildDeps(paths, opts.cgroupParent !== undefined ? { cgroupParent: opts.cgroupParent } : {}));
   const opened = new Map<string, Promise<BuildDeps>>();
   const depsFor = (paths: Paths): Promise<BuildDeps> => {
     let deps = opened.get(paths.root);
@@ -60,19 +82,22 @@ export function buildController(opts: BuildControllerOptions = {}): Controller {
     kind: 'Build',
     // Builds are heavy (containers, compression); one at a time keeps a machine responsive.
     workers: 1,
-    reconcile: async (key, ctx) => reconcileBuild(key, ctx, await depsFor(ctx.paths), opts.builder ?? buildImage),
+    reconcile: async (key, ctx) => reconcileBuild(key, ctx, await depsFor(ctx.paths), opts.builder),
   };
 }
 
-export async function reconcileBuild(key: string, ctx: ReconcileContext, deps: BuildDeps, builder: Builder = buildImage): Promise<Result | void> {
+/** `builder` defaults to the real one (src/build/builder's buildImage). */
+export async function reconcileBuild(key: string, ctx: ReconcileContext, deps: BuildDeps, builder?: Builder): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
   const build = await getBuild(ctx, namespace, name);
   if (!build || build.metadata.deletionTimestamp) return;
   if (await upToDate(build, deps)) return;
+  const modules = await loadBuildModules();
+  const runBuild = builder ?? modules.buildImage;
   const where = `build "${namespace}/${name}"`;
   let current = build;
   try {
-    const options = buildOptionsFromSpec(build.spec ?? { context: '' }, where);
+    const options = modules.buildOptionsFromSpec(build.spec ?? { context: '' }, where);
     current = await writeStatus(ctx, current, (s) => {
       s.phase = 'Building';
       delete s.imageDigest;
@@ -80,10 +105,10 @@ export async function reconcileBuild(key: string, ctx: ReconcileContext, deps: B
     });
     await ctx.events.record(current, 'Normal', REASON_BUILDING, `Building ${describeTags(build)} from ${options.contextDir}`);
     const started = performance.now();
-    const result = await builder({ ...options, signal: ctx.signal, pull: { authFile: registryAuthFile(ctx.paths) } }, deps);
+    const result = await runBuild({ ...options, signal: ctx.signal, pull: { authFile: registryAuthFile(ctx.paths) } }, deps);
     await succeeded(ctx, current, result, performance.now() - started);
   } catch (error) {
-    await failed(ctx, current, where, error);
+    await failed(ctx, current, where, error, isUserError(error, modules));
   }
 }
 
@@ -120,10 +145,10 @@ async function succeeded(ctx: ReconcileContext, build: Build, result: BuildResul
   for (const warning of result.warnings) await ctx.events.record(written, 'Warning', 'BuildWarning', warning);
 }
 
-const isUserError = (e: unknown): boolean => e instanceof DockerfileError || e instanceof DockerignoreError || (e instanceof BuildError && e.user);
+const isUserError = (e: unknown, m: BuildModules): boolean =>
+  e instanceof m.DockerfileError || e instanceof m.DockerignoreError || (e instanceof m.BuildError && e.user);
 
-async function failed(ctx: ReconcileContext, build: Build, where: string, error: unknown): Promise<never> {
-  const user = isUserError(error);
+async function failed(ctx: ReconcileContext, build: Build, where: string, error: unknown, user: boolean): Promise<never> {
   const message = `${where}: ${describeError(error)}`;
   await writeStatus(ctx, build, (s) => {
     s.phase = user ? 'Failed' : 'Pending';

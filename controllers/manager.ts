@@ -6,6 +6,7 @@
 // plus a periodic resync. Reconcilers are level-triggered: a key only says "look at this
 // object again", so missing or repeated events are harmless and a fresh start (daemon
 // restart) simply reconciles everything once more — that is restart adoption.
+import { isDeepStrictEqual } from 'node:util';
 import { isApiError } from '../src/api/errors';
 import { DEFAULT_NAMESPACE, objectKey, type ApiObject, type BaseStatus } from '../src/api/meta';
 import type { ResourceClient } from '../src/client/types';
@@ -213,10 +214,12 @@ export class Manager {
       running.queue.add(key);
       return;
     }
-    const fingerprint = objectFingerprint(event.object);
-    const statusOnly = event.type === 'MODIFIED' && event.previous && objectFingerprint(event.previous) === fingerprint;
+    const statusOnly = event.type === 'MODIFIED' && event.previous !== undefined && sameIgnoringStatus(event.previous, event.object);
     if (statusOnly && !running.controller.reconcileOnStatusChange) return;
-    if (running.terminal.get(key) === fingerprint) return;
+    // Only a key that failed terminally has a fingerprint to compare; the others need none
+    // (each one is a JSON text of the whole object, garbage on every event otherwise).
+    const terminalFingerprint = running.terminal.get(key);
+    if (terminalFingerprint !== undefined && terminalFingerprint === objectFingerprint(event.object)) return;
     running.terminal.delete(key);
     running.queue.add(key);
   }
@@ -387,6 +390,25 @@ export function ownerKeys(obj: ApiObject, ownerKind: string): string[] {
   const controllerRef = refs.find((ref) => ref.controller === true);
   const namespace = obj.metadata.namespace ?? DEFAULT_NAMESPACE;
   return (controllerRef ? [controllerRef] : refs).map((ref) => `${namespace}/${ref.name}`);
+}
+
+/**
+ * Whether two versions of an object differ only in status and resourceVersion, i.e. in
+ * nothing objectFingerprint covers. Compared in place: the manager asks this on every
+ * watch event, and building two fingerprints each time made garbage of both objects.
+ */
+function sameIgnoringStatus(a: ApiObject, b: ApiObject): boolean {
+  return sameExcept(a, b, 'status', (key, x, y) =>
+    key === 'metadata' ? sameExcept(x as object, y as object, 'resourceVersion', (_key, p, q) => isDeepStrictEqual(p, q)) : isDeepStrictEqual(x, y),
+  );
+}
+
+/** Same own keys (but `ignored`) with values `same` calls equal. */
+function sameExcept(a: object, b: object, ignored: string, same: (key: string, x: unknown, y: unknown) => boolean): boolean {
+  const aEntries = Object.entries(a).filter(([key]) => key !== ignored);
+  const bRecord = b as Record<string, unknown>;
+  const bCount = Object.keys(b).filter((key) => key !== ignored).length;
+  return aEntries.length === bCount && aEntries.every(([key, value]) => Object.hasOwn(b, key) && same(key, value, bRecord[key]));
 }
 
 /** Everything but status and resourceVersion: what a user (or another controller) changes. */

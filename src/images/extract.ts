@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
-import { Parser, type ReadEntry } from 'tar';
+import type { Parser, ReadEntry } from 'tar';
 import { ImageError } from './errors';
 import { LayerTree, classifyWhiteout, normalizeLayerPath, type NodeKind } from './pathsafety';
 
@@ -101,6 +101,12 @@ interface PendingMeta {
   damaged: string[];
 }
 
+// node-tar is loaded by the first extraction, not with the image store: a daemon that never
+// extracts a layer (no pulls, or only cached images) keeps ~4 MB less (issue 2's RSS budget).
+type Tar = typeof import('tar');
+let tarModule: Tar | undefined;
+const tar = (): Tar => (tarModule ??= require('tar') as Tar);
+
 /**
  * A Writable that takes the uncompressed bytes of a layer tar and materialises it in
  * `destDir` (which must exist and be empty). It finishes only when every entry is on disk.
@@ -127,7 +133,7 @@ export class LayerExtractor extends Writable {
     this.special = opts.special ?? commandSpecialFileOps;
     this.preserveOwner = opts.preserveOwner ?? process.getuid?.() === 0;
     // strict: a bad checksum or truncated archive is an error, not a warning.
-    this.parser = new Parser({ strict: true });
+    this.parser = new (tar().Parser)({ strict: true });
     this.parserEnded = new Promise((resolve, reject) => {
       this.parser.on('end', () => resolve());
       this.parser.on('error', (e: Error) => reject(e));

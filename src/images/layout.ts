@@ -6,7 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
+// node-tar is loaded when an archive is written or read (image save/load), not with the
+// image store: a daemon that pulls images never needs it here (issue 2's RSS budget).
+type Tar = typeof import('tar');
+let tarModule: Tar | undefined;
+const tar = (): Tar => (tarModule ??= require('tar') as Tar);
 import { ImageError, errnoCode } from './errors';
 import { DigestTap, digestOf, directoryBlobSource, type BlobSource } from './blobs';
 import { DEFAULT_PLATFORM, normalizePlatform, parsePlatform, selectPlatformManifest } from './platform';
@@ -140,7 +144,7 @@ export async function saveOciLayout(store: ImageStore, queries: string[], dest: 
     const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests };
     await fs.promises.writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     await fs.promises.writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
-    if (asTar) await tar.create({ cwd: dir, file: dest, portable: true }, ['oci-layout', 'index.json', 'blobs']);
+    if (asTar) await tar().create({ cwd: dir, file: dest, portable: true }, ['oci-layout', 'index.json', 'blobs']);
   } finally {
     if (asTar) await fs.promises.rm(dir, { recursive: true, force: true });
   }
@@ -172,7 +176,7 @@ export async function loadImages(store: ImageStore, archive: string, opts: LoadO
   try {
     // node-tar's defaults refuse ".." and absolute names and do not extract through symlinks;
     // strict turns its warnings into errors.
-    await tar.extract({ file: archive, cwd: dir, strict: true, preserveOwner: false });
+    await tar().extract({ file: archive, cwd: dir, strict: true, preserveOwner: false });
     if (fs.existsSync(path.join(dir, 'oci-layout')) && fs.existsSync(path.join(dir, 'index.json'))) return await importOciLayout(store, dir, opts);
     if (fs.existsSync(path.join(dir, 'manifest.json'))) return await importDockerSave(store, dir, opts);
     throw new ImageError('D2P_IMAGE_INVALID', `${archive}: neither an OCI image layout (oci-layout, index.json) nor a docker save archive (manifest.json)`);

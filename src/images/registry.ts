@@ -11,10 +11,41 @@ import type { Dispatcher } from 'undici';
 // undici is loaded with the first RegistryClient, not with this module: commands that use
 // the image store without a registry (build from a cache, image ls) would otherwise pay
 // ~80 ms for it at every start (measured on `d2p build`).
+// And only the parts used here: undici's index also loads fetch, WebSocket, EventSource,
+// the cache stores, the mocks and HTTP/2, and whatever a process loads stays in its heap.
+// Measured here (Node 20): the index adds 11 MB of anonymous memory and 9 MB of resident
+// node binary; Agent + the request API + the redirect interceptor add 5 + 6.5 MB. A daemon
+// that pulled once keeps the difference for good (issue 2's RSS budget). These paths are
+// undici's own modules, not its documented API: undici is pinned (package.json), and
+// test/integration/images.test.ts pulls through every one of them, redirects included.
 type Undici = typeof import('undici');
-let undiciModule: Undici | undefined;
-const undici = (): Undici => (undiciModule ??= require('undici') as Undici);
-const request: Undici['request'] = (...args) => undici().request(...args);
+type UndiciSubset = Pick<Undici, 'Agent'> & { interceptors: Pick<Undici['interceptors'], 'redirect'> };
+let undiciModule: UndiciSubset | undefined;
+const undici = (): UndiciSubset => (undiciModule ??= loadUndiciSubset());
+
+function loadUndiciSubset(): UndiciSubset {
+  // What undici's index.js does for these exports: the request API lives on Dispatcher.prototype.
+  const Dispatcher = require('undici/lib/dispatcher/dispatcher') as Undici['Dispatcher'];
+  Object.assign(Dispatcher.prototype, require('undici/lib/api') as object);
+  return {
+    Agent: require('undici/lib/dispatcher/agent') as Undici['Agent'],
+    interceptors: { redirect: require('undici/lib/interceptor/redirect') as Undici['interceptors']['redirect'] },
+  };
+}
+
+/** undici's top-level request() for the one form used here: a URL and an explicit dispatcher. */
+function request(url: string | URL, opts: { dispatcher: Dispatcher } & Omit<Dispatcher.RequestOptions, 'origin' | 'path' | 'method'> & { method?: Dispatcher.HttpMethod }): Promise<Dispatcher.ResponseData> {
+  undici(); // puts the request API on Dispatcher.prototype, where dispatcher.request comes from
+  const { dispatcher, ...rest } = opts;
+  const target = new URL(url);
+  // As undici's makeDispatcher: origin and path from the URL, GET unless a body says PUT.
+  return dispatcher.request({
+    ...rest,
+    origin: target.origin,
+    path: target.search ? `${target.pathname}${target.search}` : target.pathname,
+    method: opts.method ?? (opts.body ? 'PUT' : 'GET'),
+  });
+}
 import { basicAuthorization, parseWwwAuthenticate, readCredentials, type Challenge, type Credentials } from './auth';
 import { ImageError, errnoCode } from './errors';
 import { registryTlsOptions } from './extra-ca';

@@ -1,7 +1,9 @@
 // d2p daemon: serve the API for one state root and run the controllers, in the foreground,
 // until SIGTERM/SIGINT (runDaemon handles both and exits once everything has stopped).
-import { startControllers } from '../../../controllers';
-import { withGitOps } from '../../gitops/daemon';
+// The controllers and the GitOps watcher are imported only when this daemon runs them:
+// the watcher brings the Compose loader, yaml and ajv-formats (~100 modules), which a daemon
+// without --manifests never uses, and every module loaded stays in its heap for good.
+import type { StartControllersOptions } from '../../../controllers';
 import { runDaemon, type DaemonOptions } from '../../server/daemon';
 import type { CommandContext } from '../context';
 
@@ -12,16 +14,26 @@ export interface DaemonCommandOptions {
   manifests?: string;
 }
 
+type StartControllers = NonNullable<DaemonOptions['startControllers']>;
+
 export async function daemonCommand(opts: DaemonCommandOptions, ctx: CommandContext): Promise<number> {
   const withControllers = opts.controllers ?? true;
-  const controllers: DaemonOptions['startControllers'] = withControllers
-    ? ({ client, paths }) => startControllers({ client, paths })
-    : undefined;
+  const controllers: StartControllers | undefined = withControllers ? startAllControllers : undefined;
   await runDaemon({
     root: ctx.paths.root,
     socket: ctx.paths.socket,
-    startControllers: opts.manifests ? withGitOps(controllers, { dir: opts.manifests }) : controllers,
+    startControllers: opts.manifests ? await withGitOpsWatcher(controllers, opts.manifests) : controllers,
   });
   // The listening socket keeps the process alive; runDaemon's signal handlers end it.
   return 0;
+}
+
+async function startAllControllers({ client, paths }: Pick<StartControllersOptions, 'client' | 'paths'>): ReturnType<StartControllers> {
+  const { startControllers } = await import('../../../controllers/index.js');
+  return startControllers({ client, paths });
+}
+
+async function withGitOpsWatcher(controllers: StartControllers | undefined, dir: string): Promise<StartControllers> {
+  const { withGitOps } = await import('../../gitops/daemon.js');
+  return withGitOps(controllers, { dir });
 }
