@@ -4,7 +4,7 @@
 // with an address there and reaches the web container by name, with the same process (no
 // restart); disconnected, eth1 is gone and the name no longer resolves. Connecting to a
 // network that does not exist is a clear error naming network and container.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it, vi } from 'vitest';
 
 import type { Container, ContainerSpec, Network } from '../../src/api/types';
@@ -13,6 +13,7 @@ import type { CommandContext } from '../../src/cli/context';
 import { CliError, StringWriter } from '../../src/cli/io';
 import { resolvePaths } from '../../src/config';
 import { useTestDaemon } from '../helpers/daemon';
+import { inContainer } from '../helpers/process';
 import { requireSandbox } from '../helpers/sandbox-guard';
 import { fixtures } from '../helpers/test-image';
 
@@ -68,17 +69,6 @@ async function d2pNetwork(...args: string[]): Promise<number> {
   return networkCommand({ args, cwd: harness.tmp, waitTimeoutMs: 30_000 }, ctx);
 }
 
-/** A command inside the container's network and mount namespaces; asynchronous, as the DNS server answering it lives in this process. */
-function inContainer(pid: number, args: string[]): Promise<{ status: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', ['-t', String(pid), '-n', '-m', ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('error', reject);
-    child.once('close', (status, signal) => resolve({ status, output: signal ? `${output}[killed by ${signal}]` : output }));
-  });
-}
 
 /** Interface name → IPv4 addresses in the container's namespace, read by the host's ip(8). */
 function interfacesOf(pid: number): Record<string, string[]> {

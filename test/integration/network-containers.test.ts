@@ -2,12 +2,13 @@
 // the real Runtime and d2p-shim, an image imported from a locally built OCI layout. Two
 // services on one Network reach each other by name (nslookup, then nc → httpd), through the
 // embedded DNS on the bridge gateway; deleting everything leaves no bridge or veth.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
 import { describe, expect, it, vi } from 'vitest';
 
 import type { Container, ContainerSpec, Network } from '../../src/api/types';
 import { useTestDaemon } from '../helpers/daemon';
+import { inContainer } from '../helpers/process';
 import { requireSandbox } from '../helpers/sandbox-guard';
 import { fixtures } from '../helpers/test-image';
 
@@ -40,17 +41,6 @@ async function waitRunning(name: string): Promise<Container> {
   return (await harness.client.for('Container').get(NS, name)) as Container;
 }
 
-/** Runs a command inside the container's network and mount namespaces; asynchronous, as the DNS server answering it lives in this process. */
-function inContainer(pid: number, args: string[]): Promise<{ status: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', ['-t', String(pid), '-n', '-m', ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('error', reject);
-    child.once('close', (status, signal) => resolve({ status, output: signal ? `${output}[killed by ${signal}]` : output }));
-  });
-}
 
 describe('containers on a d2p network', () => {
   it('two services reach each other by name (nslookup + nc → httpd), and deletion leaves no bridge or veth', async () => {

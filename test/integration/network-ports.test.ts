@@ -4,7 +4,7 @@
 // NAT (iptables DNAT beside the userland proxy); the last tests restart the daemon over
 // running containers and take everything down, then list what is left: no NAT rule, no
 // bridge, no veth, no namespace mount.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,6 +17,7 @@ import type { Container, ContainerSpec, Network, Service } from '../../src/api/t
 import { resolvePaths } from '../../src/config';
 import { closeNetworkingFor } from '../../src/network/attach';
 import { startTestDaemon, useTestDaemon, type TestDaemon } from '../helpers/daemon';
+import { inContainer } from '../helpers/process';
 import { requireSandbox } from '../helpers/sandbox-guard';
 import { fixtures } from '../helpers/test-image';
 
@@ -101,17 +102,6 @@ function objects(client: Client) {
   };
 }
 
-/** Runs a command in the container's network and mount namespaces; asynchronous, as the DNS server answering it lives in this process. */
-function inContainer(pid: number, args: string[]): Promise<{ status: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', ['-t', String(pid), '-n', '-m', ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('error', reject);
-    child.once('close', (status, signal) => resolve({ status, output: signal ? `${output}[killed by ${signal}]` : output }));
-  });
-}
 
 /** One datagram to host:port; resolves with the reply and the local port it was sent from. */
 async function udpAsk(host: string, port: number, payload: string): Promise<{ reply: string; localPort: number }> {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import * as tar from 'tar';
 import { DEFAULT_NAMESPACE } from '../../api/meta';
 import type { Container } from '../../api/types';
@@ -32,6 +32,7 @@ import { ANNOTATION } from '../../runtime/oci';
 import { registryAuthFile } from '../../../controllers/image';
 import { connect } from '../connect';
 import type { CommandContext } from '../context';
+import { runSubcommands } from '../subcommands';
 import { formatError } from '../format-error';
 import { CliError, ReportedError } from '../io';
 import { humanSize, renderTable, shortDigest } from '../printers';
@@ -48,17 +49,7 @@ export interface ImageCommandOptions {
 export const IMAGE_SUBCOMMANDS = ['pull', 'ls', 'inspect', 'rm', 'tag', 'push', 'prune', 'save', 'load', 'login', 'logout'] as const;
 
 export async function imageCommand(opts: ImageCommandOptions, ctx: CommandContext): Promise<number> {
-  let status = 0;
-  const program = buildImageProgram(ctx, opts, (code) => (status = code));
-  try {
-    await program.parseAsync([...opts.args], { from: 'user' });
-  } catch (err) {
-    if (!(err instanceof CommanderError)) throw err;
-    // commander printed the usage problem or the help already; only the status is left.
-    if (err.exitCode === 0) return 0;
-    throw new ReportedError('', err.exitCode);
-  }
-  return status;
+  return runSubcommands((setStatus) => buildImageProgram(ctx, opts, setStatus), opts.args);
 }
 
 type Finish = (status: number) => void;

@@ -8,7 +8,7 @@
 // A container a Service owns is connected directly, as Docker connects a Compose
 // container: the Service's template is not changed, so a replica the Service creates
 // again (after `up` with another template, or a scale) is back on the template's networks.
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import * as net from 'node:net';
 import { isApiError } from '../../api/errors';
 import { DEFAULT_NAMESPACE } from '../../api/meta';
@@ -17,6 +17,7 @@ import type { Client } from '../../client';
 import { cidrContains, ipToNumber, parseCidr } from '../../network/ipam';
 import { ObjectChanges } from '../changes';
 import type { CommandContext } from '../context';
+import { runSubcommands } from '../subcommands';
 import { formatError } from '../format-error';
 import { CliError, ReportedError } from '../io';
 import { renderTable } from '../printers';
@@ -41,17 +42,7 @@ const NETWORKS_CONDITION = 'NetworksAttached';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
 
 export async function networkCommand(opts: NetworkCommandOptions, ctx: CommandContext): Promise<number> {
-  let status = 0;
-  const program = buildNetworkProgram(ctx, opts, (code) => (status = code));
-  try {
-    await program.parseAsync([...opts.args], { from: 'user' });
-  } catch (err) {
-    if (!(err instanceof CommanderError)) throw err;
-    // commander printed the usage problem or the help already; only the status is left.
-    if (err.exitCode === 0) return 0;
-    throw new ReportedError('', err.exitCode);
-  }
-  return status;
+  return runSubcommands((setStatus) => buildNetworkProgram(ctx, opts, setStatus), opts.args);
 }
 
 interface NamespaceFlags {
