@@ -27,7 +27,8 @@ const picked = args.filter((a) => !a.startsWith('--'));
 function benchmarks() {
   const found = fs
     .readdirSync(__dirname)
-    .filter((f) => f.endsWith('.js') && f !== path.basename(__filename))
+    // common.js is the benchmarks' shared module, not one of them.
+    .filter((f) => f.endsWith('.js') && f !== path.basename(__filename) && f !== 'common.js')
     .map((f) => f.slice(0, -3));
   const unknown = picked.filter((p) => !found.includes(p));
   if (unknown.length) throw new Error(`no benchmark ${unknown.join(', ')} in hack/bench (there are: ${found.join(', ')})`);
