@@ -24,7 +24,8 @@ import { isApiError } from '../src/api/errors';
 import { DEFAULT_NAMESPACE, type ApiObject } from '../src/api/meta';
 import type { Container, ContainerSpec, ContainerStatus, HealthState, Image } from '../src/api/types';
 import type { Paths } from '../src/config';
-import { ContainerNotFoundError, IncompleteBundleError, InvalidSpecError, type ContainerState } from '../src/runtime/index';
+import { ContainerNotFoundError, IncompleteBundleError, InvalidSpecError, type ContainerConfig, type ContainerState } from '../src/runtime/index';
+import { resolveArgs } from '../src/runtime/oci';
 import { getCondition, setCondition } from './conditions';
 import {
   buildRuntimeConfig,
@@ -313,6 +314,8 @@ export class ContainerReconciler {
     // observedGeneration is written before the runtime container exists, so a container
     // found later with an older observedGeneration was certainly made from an older spec.
     const creating = freshStatus(c, 'Creating');
+    const command = processArgs(config);
+    if (command) creating.command = command;
     setCondition(creating, { type: CONDITION_IMAGE_PULLED, status: 'True', reason: 'ImagePresent', observedGeneration: c.metadata.generation });
     if (c.spec.mounts?.some((m) => m.type === 'volume')) {
       setCondition(creating, { type: CONDITION_VOLUMES_READY, status: 'True', reason: 'VolumesReady', observedGeneration: c.metadata.generation });
@@ -755,6 +758,20 @@ async function runtimeCall<T>(id: string, call: () => Promise<T>): Promise<T> {
 }
 
 /** A new runtime container: everything about the previous one is dropped. */
+/**
+ * What the process will run, for `ps` and `describe` (docker ps shows it even for an image
+ * that has no Image object, such as one built here). Undefined when there is nothing to run:
+ * runtime.create refuses that with its own InvalidSpecError, which is the one reported.
+ */
+function processArgs(config: ContainerConfig): string[] | undefined {
+  try {
+    return resolveArgs(config);
+  } catch (error) {
+    if (error instanceof InvalidSpecError) return undefined;
+    throw error;
+  }
+}
+
 function freshStatus(c: Container, phase: ContainerStatus['phase']): ContainerStatus {
   return {
     phase,

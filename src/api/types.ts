@@ -297,6 +297,8 @@ export interface ContainerStatus extends BaseStatus {
   startedAt?: Timestamp;
   finishedAt?: Timestamp;
   exitCode?: number;
+  /** The process as created: entrypoint then command, resolved against the image (docker inspect's Path + Args). */
+  command?: string[];
   oomKilled?: boolean;
   restartCount?: number;
   health?: HealthState;

@@ -123,6 +123,8 @@ describe('ps formatting', () => {
     expect(effectiveCommand(container('a', {}, {}, { entrypoint: ['sh'] }), image)).toEqual(['sh']);
     expect(effectiveCommand(container('a', {}, {}, { command: ['run', 'x'] }), image)).toEqual(['/init', 'run', 'x']);
     expect(effectiveCommand(container('a', {}, {}), undefined)).toEqual([]);
+    // What the controller recorded wins: a built image has no Image object to look in.
+    expect(effectiveCommand(container('a', { command: ['/app/serve', '--port', '80'] }, {}), undefined)).toEqual(['/app/serve', '--port', '80']);
     expect(formatCommand(['sleep', '1000'])).toBe('"sleep 1000"');
     expect(formatCommand(['a'.repeat(30)], true)).toBe(`"${'a'.repeat(30)}"`);
   });

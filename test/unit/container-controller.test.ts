@@ -246,7 +246,7 @@ describe('Container controller', () => {
     expect(runtime.calls).toEqual([`create ${ID}`, `start ${ID}`]);
     const c = peek()!;
     expect(c.metadata.finalizers).toEqual([CONTAINER_FINALIZER]);
-    expect(c.status).toMatchObject({ phase: 'Running', pid: 1000, restartCount: 0, observedGeneration: 1 });
+    expect(c.status).toMatchObject({ phase: 'Running', pid: 1000, restartCount: 0, observedGeneration: 1, command: ['sleep', '1000'] });
     expect(getCondition(c.status, 'Ready')).toMatchObject({ status: 'True' });
     expect(getCondition(c.status, 'ImagePulled')).toMatchObject({ status: 'True' });
     expect(eventReasons()).toEqual(['Created', 'Started']);

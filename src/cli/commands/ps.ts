@@ -185,8 +185,12 @@ export function stateOf(c: Container): string {
   }
 }
 
-/** What runs: entrypoint then command, each from the spec or else the image, as Docker resolves them. */
+/**
+ * What runs: as the controller recorded it when it created the process, else entrypoint
+ * then command, each from the spec or else the image, as Docker resolves them.
+ */
 export function effectiveCommand(c: Container, image: ImageConfig | undefined): string[] {
+  if (c.status?.command) return c.status.command;
   const spec = c.spec;
   const entrypoint = spec?.entrypoint ?? image?.entrypoint ?? [];
   // Docker: setting an entrypoint drops the image's CMD (container create, "--entrypoint").
