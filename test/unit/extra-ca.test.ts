@@ -65,14 +65,16 @@ describe('extra CA certificates for registries', () => {
     }
   });
 
-  it('bin/d2p starts node without NODE_EXTRA_CA_CERTS and hands the file on in D2P_EXTRA_CA_CERTS', () => {
+  it('bin/d2p starts node without NODE_EXTRA_CA_CERTS, hands the file on in D2P_EXTRA_CA_CERTS, and picks V8 flags by command', () => {
     // A stand-in `node` first on PATH shows what the real one would have been given.
     const fakeBin = path.join(dir, 'bin');
     fs.mkdirSync(fakeBin, { recursive: true });
     fs.writeFileSync(path.join(fakeBin, 'node'), '#!/bin/sh\necho "node=${NODE_EXTRA_CA_CERTS-unset} d2p=${D2P_EXTRA_CA_CERTS-unset} args=$*"\n', { mode: 0o755 });
-    const run = (env: NodeJS.ProcessEnv) =>
-      spawnSync(path.join(repo, 'bin', 'd2p'), ['get', 'pods'], { env: { PATH: `${fakeBin}:/usr/bin:/bin`, ...env }, encoding: 'utf8' });
-    expect(run({ NODE_EXTRA_CA_CERTS: '/etc/ca.pem' }).stdout.trim()).toBe(`node=unset d2p=/etc/ca.pem args=${path.join(repo, 'bin', 'd2p')} get pods`);
-    expect(run({}).stdout.trim()).toBe(`node=unset d2p=unset args=${path.join(repo, 'bin', 'd2p')} get pods`);
+    const bin = path.join(repo, 'bin', 'd2p');
+    const run = (env: NodeJS.ProcessEnv, args = ['get', 'pods']) => spawnSync(bin, args, { env: { PATH: `${fakeBin}:/usr/bin:/bin`, ...env }, encoding: 'utf8' });
+    expect(run({ NODE_EXTRA_CA_CERTS: '/etc/ca.pem' }).stdout.trim()).toBe(`node=unset d2p=/etc/ca.pem args=${bin} get pods`);
+    expect(run({}).stdout.trim()).toBe(`node=unset d2p=unset args=${bin} get pods`);
+    // One-pass conversions of a whole project run without the optimizing compiler.
+    expect(run({}, ['apply', '-f', 'compose.yml']).stdout.trim()).toBe(`node=unset d2p=unset args=--max-opt=1 ${bin} apply -f compose.yml`);
   });
 });
