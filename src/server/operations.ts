@@ -47,7 +47,7 @@ export class ObjectOperations {
   }
 
   async list(kind: KindInfo, namespace: string | undefined, selectors: { labelSelector?: string; fieldSelector?: string }): Promise<Outcome> {
-    return { code: 200, body: await this.store.list(kind.kind, { namespace, ...selectors }) };
+    return { code: 200, body: await this.store.listForResponse(kind.kind, { namespace, ...selectors }) };
   }
 
   async create(kind: KindInfo, namespace: string | undefined, body: Record<string, unknown>, dryRun: boolean): Promise<Outcome> {

@@ -58,6 +58,13 @@ export interface Store {
 
   get(kind: string, namespace: string | undefined, name: string): Promise<ApiObject>;
   list(kind: string, opts?: ListOptions): Promise<ObjectList>;
+  /**
+   * As list, but the items are the store's own objects, not copies: for a caller that only
+   * serializes them (the API server's list response). The store never changes an object
+   * in place (a write puts a new one in its table), so they stay what they were; a caller
+   * must not change them either.
+   */
+  listForResponse(kind: string, opts?: ListOptions): Promise<ObjectList>;
 
   /** Validates, assigns uid/creationTimestamp/generation=1/resourceVersion. 409 AlreadyExists. */
   create(obj: ApiObject, opts?: WriteOptions): Promise<ApiObject>;

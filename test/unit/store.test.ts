@@ -202,6 +202,22 @@ describe('CRUD', () => {
   });
 });
 
+describe('lists for a response', () => {
+  it('lists what list lists, and items already handed out stay as they were through later writes', async () => {
+    const store = await open();
+    const created = await store.create(obj('Container', 'web-1', { labels: { app: 'web' } }));
+    await store.create(obj('Container', 'db-1', { labels: { app: 'db' } }));
+    const shared = await store.listForResponse('Container', { labelSelector: 'app=web' });
+    expect(shared).toEqual(await store.list('Container', { labelSelector: 'app=web' }));
+    const before = JSON.stringify(shared.items);
+
+    await store.update({ ...created, spec: { image: 'nginx' } });
+    await store.updateStatus({ ...(await store.get('Container', undefined, 'web-1')), status: { phase: 'Running' } });
+    await store.delete('Container', undefined, 'web-1');
+    expect(JSON.stringify(shared.items)).toBe(before);
+  });
+});
+
 describe('dry run', () => {
   it('checks and computes every write without persisting, emitting or moving resourceVersion', async () => {
     const store = await open();
