@@ -21,7 +21,7 @@ import {
   writeFileAtomic,
 } from './disk';
 import { compileSelectors } from './labels';
-import { journalPath, removeJournal, replayJournals, writeJournal } from './journal';
+import { journalPath, removeJournal, replayJournals, writeJournal, type JournalEntry } from './journal';
 import { encodeStoreMeta, loadObjects, META_FILE, objectDirectory, OBJECTS_DIR, readStoreMeta } from './load';
 import { CommitSequencer, KeyedMutex, ResourceVersionCeiling, runWithAll } from './ordering';
 import { ObjectTable, refKey, type ObjectRef } from './table';
@@ -396,16 +396,23 @@ export class EmbeddedStore implements Store {
     const prepared = writes.map((w) => attempt(() => (w.verb === 'create' ? this.prepareCreate(w.object) : this.prepareUpdate(w.object, w.rebase))));
     refuseRepeatedObjects(prepared);
     const keys = prepared.flatMap((p) => (p.ok ? [refKey({ kind: p.value.info.kind, namespace: p.value.namespace, name: p.value.name })] : []));
-    const run = runWithAll(this.locks, keys, () => this.decideAndPersistBatch(prepared, opts));
+    // The caller is answered as soon as the batch is committed (its journal durable, its
+    // objects in memory and sent to watchers); the object files are written after that,
+    // still under the locks, so the next write of any of these objects waits for them.
+    let answer!: (result: BatchResult) => void;
+    const committed = new Promise<BatchResult>((resolve) => (answer = resolve));
+    const run = runWithAll(this.locks, keys, () => this.decideAndPersistBatch(prepared, opts, answer));
     this.inflight.add(run);
-    // Bookkeeping only: the outcome, error included, reaches the caller through `run`.
+    // Bookkeeping only: a failure before the commit reaches the caller through `run`; one
+    // after it (writing the files behind a durable journal) has set brokenBy, which every
+    // later write reports, and the next open completes the batch from its journal.
     const forget = () => this.inflight.delete(run);
     run.then(forget, forget);
-    return run;
+    return Promise.race([committed, run]);
   }
 
   /** Runs under the locks of every object of the batch. */
-  private async decideAndPersistBatch(prepared: readonly Attempt<PreparedWrite>[], opts: WriteOptions): Promise<BatchResult> {
+  private async decideAndPersistBatch(prepared: readonly Attempt<PreparedWrite>[], opts: WriteOptions, onCommitted: (result: BatchResult) => void): Promise<BatchResult> {
     const decided = prepared.map((p): Attempt<{ write: PreparedWrite; decision: Decision; stored?: ApiObject }> => {
       if (!p.ok) return p;
       const { info, namespace, name, decide } = p.value;
@@ -423,8 +430,9 @@ export class EmbeddedStore implements Store {
       const { info, namespace, name } = d.value.write;
       changes.push({ info, ref: { kind: info.kind, namespace, name }, decision: d.value.decision, previous: d.value.stored });
     }
-    await this.persistBatch(changes);
-    return { written: true, outcomes: decided.map(outcomeOf) };
+    const result = (): BatchResult => ({ written: true, outcomes: decided.map(outcomeOf) });
+    await this.persistBatch(changes, () => onCommitted(result()));
+    return result();
   }
 
   async updateStatus(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
@@ -556,9 +564,14 @@ export class EmbeddedStore implements Store {
    * durable before the first object file is touched, and removed once the last one is, so
    * a crash leaves all of the batch or none of it.
    */
-  private async persistBatch(changes: readonly BatchChange[]): Promise<void> {
+  /**
+   * Persists the changes of a batch; `onCommitted` runs once they are durable and visible,
+   * which for a batch of several is when its journal is on disk (the object files follow).
+   */
+  private async persistBatch(changes: readonly BatchChange[], onCommitted: () => void): Promise<void> {
     if (changes.length <= 1) {
       for (const c of changes) await this.persist(c.info, c.ref, c.decision, c.previous);
+      onCommitted();
       return;
     }
     this.assertWritable();
@@ -567,25 +580,34 @@ export class EmbeddedStore implements Store {
       c.decision.object.metadata.resourceVersion = String(version);
       return version;
     });
-    let journal: string | undefined;
+    let entries: JournalEntry[];
+    let journal: string;
     try {
       await this.ceiling.cover(versions[versions.length - 1]);
-      const entries = changes.map(journalEntry);
+      entries = changes.map(journalEntry);
       journal = await writeJournal(this.dir, entries, this.syncer);
+    } catch (err) {
+      for (const version of versions) this.sequencer.abandon(version);
+      if (outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
+      throw err;
+    }
+    // The durable journal is the batch's record (a redo log): the batch is committed now,
+    // and the object files it names are written behind it, off the caller's path.
+    await Promise.all(
+      changes.map((c, i) => this.sequencer.commit(versions[i], () => this.apply(changeEvent(c.info, c.ref, c.decision, versions[i], c.previous)))),
+    );
+    onCommitted();
+    try {
       const written = await Promise.allSettled(changes.map((c, i) => this.writeObjectFile(c.info, c.ref, entries[i].content)));
       const failed = written.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       await removeJournal(this.dir, journal, this.syncer);
     } catch (err) {
-      for (const version of versions) this.sequencer.abandon(version);
-      // Once the journal is durable the disk holds the batch (the next open completes it)
-      // while memory does not: like an uncertain fsync, that ends writing until a restart.
-      if (journal !== undefined || outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
+      // Memory and the journal hold the batch, the object files may not: like an uncertain
+      // fsync, that ends writing until a restart, whose open completes it from the journal.
+      this.brokenBy ??= err as Error;
       throw err;
     }
-    await Promise.all(
-      changes.map((c, i) => this.sequencer.commit(versions[i], () => this.apply(changeEvent(c.info, c.ref, c.decision, versions[i], c.previous)))),
-    );
   }
 
   /** Replaces the object's file with `content`, or removes it (null); durable on return. */
