@@ -32,6 +32,8 @@ export interface ReadOptions {
   env?: Record<string, string>;
   /** Reads `-f -`; process stdin when omitted. */
   readStdin?: () => string;
+  /** Validate Compose objects while converting (default); false leaves them to the server (apply). */
+  validateCompose?: boolean;
 }
 
 export interface ReadResult {
@@ -211,7 +213,7 @@ function isComposeByContent(parsed: ParsedFile): boolean {
 async function loadComposeGroup(files: string[], opts: ReadOptions): Promise<ReadResult> {
   let result: ComposeProject;
   try {
-    result = await loadCompose({ files, projectName: opts.projectName, env: opts.env, profiles: opts.profiles });
+    result = await loadCompose({ files, projectName: opts.projectName, env: opts.env, profiles: opts.profiles, validate: opts.validateCompose });
   } catch (err) {
     // ComposeError messages already start with file:line:column and the key path.
     if (err instanceof ComposeError) throw new CliError(err.message, { code: err.code, cause: err });

@@ -31,6 +31,12 @@ export interface LoadComposeOptions {
   profiles?: string[];
   /** --project-directory; defaults to the first file's directory. */
   workingDir?: string;
+  /**
+   * Validate the objects against the API's schemas here (default). `d2p apply` turns it
+   * off: the server validates every object of the apply anyway, and composeSourceError
+   * then places a refusal at its Compose source, as this validation would have.
+   */
+  validate?: boolean;
 }
 
 export interface ComposeProject {
@@ -59,7 +65,8 @@ async function load(opts: LoadComposeOptions): Promise<ComposeProject> {
   const merged = roots.reduce((a, b) => mergeDocuments(a, b));
   enforceUnicity(merged);
   const produced = await convertProject(merged, { project, projectDir, env, home: env.HOME ?? os.homedir(), profiles: opts.profiles, warnings, display });
-  produced.forEach(validateProduced);
+  if (opts.validate === false) for (const p of produced) unvalidatedSources.set(p.object, p);
+  else produced.forEach(validateProduced);
   return { project, objects: produced.map((p) => p.object), warnings: warnings.items };
 }
 
@@ -109,9 +116,30 @@ function validateProduced(p: Produced): void {
     validateObject(p.object);
     validatedObjects.add(p.object);
   } catch (err) {
-    if (isApiError(err, 'Invalid')) throw new ComposeError(err.message, { pos: p.pos, path: p.path, cause: err });
-    throw err;
+    throw composeInvalid(p, err) ?? err;
   }
+}
+
+function composeInvalid(p: Produced, err: unknown): ComposeError | undefined {
+  return isApiError(err, 'Invalid') ? new ComposeError(err.message, { pos: p.pos, path: p.path, cause: err }) : undefined;
+}
+
+/** Objects of loads with `validate: false`, and where in the Compose files they come from. */
+const unvalidatedSources = new WeakMap<object, Produced>();
+
+/** True for an object a load produced without validating it: the server is to validate it. */
+export function isUnvalidatedComposeObject(obj: object): boolean {
+  return unvalidatedSources.has(obj);
+}
+
+/**
+ * The server's refusal of an object that a load with `validate: false` produced, as a
+ * ComposeError at its Compose file, line and key: the message local validation gives.
+ * Undefined for other objects and other errors.
+ */
+export function composeSourceError(obj: object, err: unknown): ComposeError | undefined {
+  const source = unvalidatedSources.get(obj);
+  return source && composeInvalid(source, err);
 }
 
 const COMPOSE_FILE_NAME = /^(?:docker-)?compose(?:\.override)?\.ya?ml$/;

@@ -161,6 +161,17 @@ describe('apply, get, describe, diff, delete against an API-only daemon', () => 
     expect(await names('Volume', 'demo')).toEqual(['demo_data']);
   });
 
+  it('leaves Compose objects to the server to validate, and tells a refusal at its Compose line; nothing is applied', async () => {
+    const compose = write('bad/compose.yml', 'name: bad\nservices:\n  web:\n    image: nginx\n    cap_add: ["NET ADMIN"]\n  db:\n    image: busybox:1\n');
+    const run = cli();
+    await expect(applyCommand({ files: [compose] }, run.ctx)).rejects.toThrow(/the server refused 1 of \d+ objects; nothing was applied/);
+    expect(run.err.toString()).toContain(`error: compose.yml:3:3: services.web: Service "web" is invalid: spec.template.spec.capAdd[0]: must be a capability name`);
+    expect(await names('Service', 'bad')).toEqual([]);
+    // The client dry run has no server: it validates the Compose objects itself.
+    const local = cli();
+    await expect(applyCommand({ files: [compose], dryRun: 'client' }, local.ctx)).rejects.toThrow(/services\.web: Service "web" is invalid/);
+  });
+
   it('gets tables, names, JSON, YAML, all kinds, selectors, and reports what is missing', async () => {
     await applyCommand({ files: [write('m.yaml', `${volume('data')}---\n${volume('cache').replace('tier: data', 'tier: tmp')}---\n${network('shop_back')}`)] }, cli().ctx);
 

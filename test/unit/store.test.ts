@@ -203,6 +203,7 @@ describe('CRUD', () => {
 });
 
 describe('lists for a response', () => {
+  const runningStatus: ApiObject['status'] = { observedGeneration: 1 };
   it('lists what list lists, and items already handed out stay as they were through later writes', async () => {
     const store = await open();
     const created = await store.create(obj('Container', 'web-1', { labels: { app: 'web' } }));
@@ -212,7 +213,7 @@ describe('lists for a response', () => {
     const before = JSON.stringify(shared.items);
 
     await store.update({ ...created, spec: { image: 'nginx' } });
-    await store.updateStatus({ ...(await store.get('Container', undefined, 'web-1')), status: { phase: 'Running' } });
+    await store.updateStatus({ ...(await store.get('Container', undefined, 'web-1')), status: runningStatus });
     await store.delete('Container', undefined, 'web-1');
     expect(JSON.stringify(shared.items)).toBe(before);
   });

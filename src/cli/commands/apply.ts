@@ -4,6 +4,7 @@
 // atomically — so a typo in the last file of a directory never leaves half an application
 // applied, and neither does a crash of the daemon in the middle of the write.
 import type { ApiObject } from '../../api/meta';
+import { composeSourceError } from '../../compose';
 import type { ApplyAllItem } from '../../client/types';
 import type { CommandContext } from '../context';
 import { formatError } from '../format-error';
@@ -24,7 +25,8 @@ export async function applyCommand(opts: ApplyOptions, ctx: CommandContext): Pro
   if (!['none', 'client', 'server'].includes(dryRun)) {
     throw new CliError(`--dry-run must be "none", "server" or "client", not "${dryRun}"`, { code: 'D2P_USAGE' });
   }
-  const objects = await loadObjects(opts, ctx.io, { validate: true });
+  // Without a server to ask (client dry run), Compose objects are validated here too.
+  const objects = await loadObjects(opts, ctx.io, { validate: true, serverValidatesCompose: dryRun !== 'client' });
   if (dryRun === 'client') {
     // Without asking the server there is no knowing created from configured: say what was checked.
     for (const m of objects) ctx.io.stdout.write(`${nameOf(m.object)} valid (client dry run)\n`);
@@ -57,7 +59,9 @@ function reportRefusals(objects: readonly ManifestObject[], items: readonly Appl
   items.forEach((item, i) => {
     if (item.ok) return;
     refused++;
-    ctx.io.stderr.write(formatError(item.error, { context: describeObject(objects[i]), debug: ctx.debug }));
+    // A Compose object's refusal is told at its Compose file, line and key.
+    const atSource = composeSourceError(objects[i].object, item.error);
+    ctx.io.stderr.write(atSource ? formatError(atSource, { debug: ctx.debug }) : formatError(item.error, { context: describeObject(objects[i]), debug: ctx.debug }));
   });
   return refused;
 }
