@@ -31,7 +31,8 @@ import { NetworkError, errnoOf } from './errors';
 import { parseResolvConf, renderHostsFile, renderResolvConf } from './hosts-files';
 import { AddressAllocator, parseCidr } from './ipam';
 import { realNetHost, type NetHost } from './netns';
-import { IptablesNat, findIptables } from './nat';
+import { findIptables } from './iptables';
+import { IptablesNat } from './nat';
 import { PortPublisher, type PortNat, type PublishedPort } from './port-forward';
 
 // ---------------------------------------------------------------------------- names

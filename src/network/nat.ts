@@ -24,12 +24,12 @@
 // d2p installs it before it sets route_localnet and removes it only after it resets it;
 // PREROUTING never DNATs a 127.0.0.0/8 destination, so such a packet cannot slip past the
 // guard as "DNAT" either. A rule whose target has no bridge keeps loopback on the proxy.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 
 import { NetworkError, errnoOf, isNetworkError } from './errors';
+import { findIptables, iptablesHas, runIptables, type IptablesRun } from './iptables';
 import type { NatPortRule, NatReach, PortNat } from './port-forward';
 
 export const DEFAULT_NAT_CHAIN = 'D2P-PORTS';
@@ -41,9 +41,6 @@ const LOOPBACK_NET = '127.0.0.0/8';
 /** Linux interface names: at most 15 bytes (IFNAMSIZ), no '/', no whitespace (net/core/dev.c dev_valid_name). */
 const INTERFACE_NAME = /^[^/\s:]{1,15}$/;
 
-/** Runs iptables with these arguments and returns stdout; throws with stderr on failure. */
-export type IptablesRunner = (args: string[]) => string;
-
 type Table = 'nat' | 'filter';
 
 export interface IptablesNatOptions {
@@ -52,7 +49,7 @@ export interface IptablesNatOptions {
   /** Name of the DNAT chain; the MASQUERADE and guard chains get `-MASQ` and `-GUARD` after it. */
   chain?: string;
   /** Injected in unit tests to record the calls instead of running them. */
-  run?: IptablesRunner;
+  run?: IptablesRun;
   /**
    * DNAT 127.0.0.0/8 destinations too, for rules whose target sits behind a bridge
    * (route_localnet + MASQUERADE + the CVE-2020-8558 guard); default true. False leaves
@@ -63,27 +60,12 @@ export interface IptablesNatOptions {
   sysctlDir?: string;
 }
 
-/** The iptables binary if this machine has one, else undefined (then the proxy alone serves). */
-export function findIptables(searchPath = process.env.PATH ?? ''): string | undefined {
-  const dirs = [...searchPath.split(':').filter((d) => d !== ''), '/usr/sbin', '/sbin'];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, 'iptables');
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch (error) {
-      if (!['ENOENT', 'EACCES', 'ENOTDIR'].includes(errnoOf(error) ?? '')) throw error;
-    }
-  }
-  return undefined;
-}
-
 export class IptablesNat implements PortNat {
   readonly chain: string;
   readonly masqueradeChain: string;
   readonly guardChain: string;
   readonly loopback: boolean;
-  private readonly run: IptablesRunner;
+  private readonly run: IptablesRun;
   private readonly sysctlDir: string;
 
   constructor(options: IptablesNatOptions = {}) {
@@ -100,7 +82,7 @@ export class IptablesNat implements PortNat {
     } else {
       const binary = options.iptables ?? findIptables();
       if (binary === undefined) throw new NetworkError('D2P_NETWORK_SYSTEM', 'kernel NAT for published ports needs the iptables binary, and none was found on PATH, /usr/sbin or /sbin');
-      this.run = execIptables(binary);
+      this.run = runIptables(binary);
     }
   }
 
@@ -276,23 +258,8 @@ export class IptablesNat implements PortNat {
     this.run(['-t', table, '-X', chain]);
   }
 
-  /** `iptables -C` and `-S CHAIN` exit 1 when the rule or chain does not exist (iptables(8)). */
   private exists(table: Table, args: string[]): boolean {
-    try {
-      this.run(['-t', table, ...args]);
-      return true;
-    } catch (error) {
-      if (error instanceof IptablesExitError && error.status === 1) return false;
-      throw error;
-    }
-  }
-}
-
-export class IptablesExitError extends NetworkError {
-  readonly status: number | null;
-  constructor(args: string[], status: number | null, stderr: string, cause: unknown) {
-    super('D2P_NETWORK_SYSTEM', `iptables ${args.join(' ')} failed (exit ${status}): ${stderr.trim() || 'no message'}`, { cause });
-    this.status = status;
+    return iptablesHas(this.run, table, args);
   }
 }
 
@@ -319,16 +286,4 @@ function outInterfaceOf(line: string): string | undefined {
   const words = line.split(/\s+/);
   const index = words.indexOf('-o');
   return index >= 0 ? words[index + 1] : undefined;
-}
-
-function execIptables(binary: string): IptablesRunner {
-  return (args) => {
-    try {
-      // -w: wait for the xtables lock instead of failing when another tool holds it.
-      return execFileSync(binary, ['-w', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (error) {
-      const failed = error as { status?: number | null; stderr?: string };
-      throw new IptablesExitError(args, failed.status ?? null, String(failed.stderr ?? (error as Error).message), error);
-    }
-  };
 }

@@ -3,7 +3,6 @@
 // networks. Every operation is low-level and idempotent where the kernel lets it be; the
 // decisions live in controllers/network.ts and src/network/attach.ts, so a recording fake
 // of NetHost lets unit tests check them without root.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -11,7 +10,7 @@ import { addon, MNT_DETACH } from '../../addon/index';
 import * as netlink from '../../addon/netlink';
 import type { Address, Link, Route, RouteSpec } from '../../addon/netlink';
 import { NetworkError, errnoOf } from './errors';
-import { findIptables } from './nat';
+import { findIptables, iptablesHas, runIptables, type IptablesRun } from './iptables';
 
 export type { Address, Link, Route, RouteSpec } from '../../addon/netlink';
 
@@ -128,31 +127,6 @@ export function isMountedNetns(file: string): boolean {
 }
 
 // ---------------------------------------------------------------------------- firewall
-
-export type IptablesRun = (args: string[]) => string;
-
-export class IptablesExit extends NetworkError {
-  constructor(
-    args: string[],
-    readonly status: number | null,
-    stderr: string,
-    cause: unknown,
-  ) {
-    super('D2P_NETWORK_SYSTEM', `iptables ${args.join(' ')} failed (exit ${status}): ${stderr.trim() || 'no message'}`, { cause });
-  }
-}
-
-function runIptables(binary: string): IptablesRun {
-  return (args) => {
-    try {
-      // -w: wait for the xtables lock rather than fail while another tool holds it.
-      return execFileSync(binary, ['-w', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (error) {
-      const failed = error as { status?: number | null; stderr?: string };
-      throw new IptablesExit(args, failed.status ?? null, String(failed.stderr ?? (error as Error).message), error);
-    }
-  };
-}
 
 export const FORWARD_CHAIN = 'D2P-FORWARD';
 /** How long bridge rules checked by this process are trusted before iptables is asked again. */
@@ -276,14 +250,7 @@ export class IptablesFirewall implements NetworkFirewall {
     if (!this.exists('nat', ['-C', 'POSTROUTING', '-j', POSTROUTING_CHAIN])) this.run(['-t', 'nat', '-A', 'POSTROUTING', '-j', POSTROUTING_CHAIN]);
   }
 
-  /** `iptables -C` and `-S CHAIN` exit 1 when the rule or chain does not exist (iptables(8)). */
   private exists(table: string, args: string[]): boolean {
-    try {
-      this.run(['-t', table, ...args]);
-      return true;
-    } catch (error) {
-      if (error instanceof IptablesExit && error.status === 1) return false;
-      throw error;
-    }
+    return iptablesHas(this.run, table, args);
   }
 }

@@ -13,7 +13,8 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { IptablesNat, findIptables } from '../../src/network/nat';
+import { findIptables } from '../../src/network/iptables';
+import { IptablesNat } from '../../src/network/nat';
 import { PortPublisher } from '../../src/network/port-forward';
 import { requireSandbox } from '../helpers/sandbox-guard';
 

@@ -2,7 +2,8 @@
 // commands run, and that rules checked a moment ago are not checked again.
 import { describe, expect, it } from 'vitest';
 
-import { IptablesExit, IptablesFirewall, type IptablesRun } from '../../src/network/netns';
+import { IptablesExitError, type IptablesRun } from '../../src/network/iptables';
+import { IptablesFirewall } from '../../src/network/netns';
 
 /** iptables with an in-memory rule set: -C/-S exit 1 when missing, -A/-N/-I/-D change it. */
 function fakeIptables(): { run: IptablesRun; calls: string[][]; rules: Set<string> } {
@@ -14,7 +15,7 @@ function fakeIptables(): { run: IptablesRun; calls: string[][]; rules: Set<strin
     const key = `${table} ${chain} ${rest.filter((a) => !/^\d+$/.test(a)).join(' ')}`;
     const chainKey = `${table} ${chain} :chain`;
     const missing = (k: string) => {
-      if (!rules.has(k)) throw new IptablesExit(args, 1, 'not there', undefined);
+      if (!rules.has(k)) throw new IptablesExitError(args, 1, 'not there', undefined);
       return '';
     };
     if (op === '-C') return missing(key);

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { IptablesExitError, IptablesNat, findIptables } from '../../src/network/nat';
+import { IptablesExitError, findIptables } from '../../src/network/iptables';
+import { IptablesNat } from '../../src/network/nat';
 
 const BUILT_IN: Record<string, string[]> = { nat: ['PREROUTING', 'OUTPUT', 'POSTROUTING'], filter: ['INPUT', 'FORWARD', 'OUTPUT'] };
 
