@@ -31,8 +31,8 @@ export interface HostsFileInput {
   hostGatewayIP?: string;
 }
 
-/** Docker's fixed head of /etc/hosts (libnetwork/etchosts.defaultContent). */
-const LOCALHOST_LINES = [
+/** Docker's fixed head of /etc/hosts (libnetwork/etchosts.defaultContent); the runtime's own hosts file starts with it too. */
+export const LOCALHOST_LINES: readonly string[] = [
   '127.0.0.1\tlocalhost',
   '::1\tlocalhost ip6-localhost ip6-loopback',
   'fe00::0\tip6-localnet',

@@ -2,6 +2,7 @@
 // config-linux.md) that d2p-shim executes, from a ContainerConfig. Every choice Docker
 // makes by default is made here, in TypeScript; the shim only carries it out.
 
+import { LOCALHOST_LINES } from '../network/hosts-files';
 import { InvalidSpecError, RuntimeError } from './errors';
 import type { ContainerConfig, RuntimeMount } from './types';
 import type { ResolvedUser } from './user';
@@ -378,14 +379,7 @@ export function buildOciConfig(inputs: OciInputs): OciConfig {
 
 /** /etc/hosts as Docker writes it: localhost, IPv6 names, extra hosts, then ourselves. */
 export function hostsFile(c: ContainerConfig): string {
-  const lines = [
-    '127.0.0.1\tlocalhost',
-    '::1\tlocalhost ip6-localhost ip6-loopback',
-    'fe00::0\tip6-localnet',
-    'ff00::0\tip6-mcastprefix',
-    'ff02::1\tip6-allnodes',
-    'ff02::2\tip6-allrouters',
-  ];
+  const lines = [...LOCALHOST_LINES];
   for (const h of c.extraHosts ?? []) lines.push(`${h.ip}\t${h.hostname}`);
   const name = defaultHostname(c);
   const fqdn = c.domainname ? `${name}.${c.domainname} ${name}` : name;
