@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { API_VERSION, DEFAULT_NAMESPACE, type ApiObject, type EventObject } from '../src/api/meta';
 import { isApiError } from '../src/api/errors';
 import type { ResourceClient } from '../src/client/types';
+import { KeyedMutex } from '../src/store/ordering';
 import { describeError } from './errors';
 import type { Logger } from './logger';
 
@@ -32,7 +33,7 @@ export class EventRecorder {
   private failures = 0;
   // Writes to one Event are serialised, so two quick repeats increment count twice instead
   // of racing into a Conflict or AlreadyExists.
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly writes = new KeyedMutex();
 
   constructor(
     private readonly events: ResourceClient,
@@ -48,13 +49,7 @@ export class EventRecorder {
   record(obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void> {
     const namespace = obj.metadata.namespace ?? DEFAULT_NAMESPACE;
     const name = eventName(obj, reason, message);
-    const id = `${namespace}/${name}`;
-    const previous = this.inFlight.get(id) ?? Promise.resolve();
-    const next = previous.then(() => this.write(obj, namespace, name, type, reason, message));
-    this.inFlight.set(id, next);
-    return next.finally(() => {
-      if (this.inFlight.get(id) === next) this.inFlight.delete(id);
-    });
+    return this.writes.run(`${namespace}/${name}`, () => this.write(obj, namespace, name, type, reason, message));
   }
 
   private async write(
