@@ -203,15 +203,8 @@ void supervise_exec(ExecIo* io, pid_t pid, int* status) {
 
 int read_child_error(int fd) {
   char buf[2048];
-  size_t used = 0;
-  for (;;) {
-    ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || used + static_cast<size_t>(n) >= sizeof buf - 1) break;
-    used += static_cast<size_t>(n);
-  }
+  size_t used = read_until_eof(fd, buf, sizeof buf);
   if (used == 0) return 0;
-  buf[used] = 0;
   int fd3 = fcntl(kErrorFd, F_GETFD) >= 0 ? kErrorFd : 2;
   // The child already formatted its error; pass it through unchanged ('E' tag dropped).
   if (write_all(fd3, buf + 1, used - 1) < 0) return 1;

@@ -227,14 +227,7 @@ int detach_from_caller() {
 // A: waits for B's report and turns it into an exit code and a JSON line on stdout.
 int relay_report(int fd, pid_t supervisor) {
   char buf[2048];
-  size_t used = 0;
-  for (;;) {
-    ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || used + static_cast<size_t>(n) >= sizeof buf - 1) break;
-    used += static_cast<size_t>(n);
-  }
-  buf[used] = 0;
+  size_t used = read_until_eof(fd, buf, sizeof buf);
   if (strcmp(buf, "ok\n") == 0) return 0;
   if (used == 0) {
     int status = 0;

@@ -129,6 +129,18 @@ void Buf::release() {
   len = cap = 0;
 }
 
+size_t read_until_eof(int fd, char* buf, size_t cap) {
+  size_t used = 0;
+  while (used < cap - 1) {
+    ssize_t n = read(fd, buf + used, cap - 1 - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    used += static_cast<size_t>(n);
+  }
+  buf[used] = 0;
+  return used;
+}
+
 int write_all(int fd, const char* data, size_t len) {
   while (len > 0) {
     ssize_t n = write(fd, data, len);

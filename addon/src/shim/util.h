@@ -42,6 +42,9 @@ struct Buf {
 };
 
 int write_all(int fd, const char* data, size_t len);
+// Reads fd until EOF, an error or a full buffer (cap - 1 bytes) and NUL-terminates what
+// it read: the short reports children send on a pipe before they exit or exec.
+size_t read_until_eof(int fd, char* buf, size_t cap);
 // Reads a whole (small) file; *out is malloc'ed and NUL terminated.
 int read_file(const char* path, char** out, size_t* len);
 // Writes `data` to dir/name atomically: temp file, fsync, rename, fsync(dir).
