@@ -19,13 +19,12 @@ import type { ApiObject, EventObject } from '../../src/api/meta';
 import type { Container, ContainerSpec, Network } from '../../src/api/types';
 import { resolvePaths, type Paths } from '../../src/config';
 import type { ImageConfig } from '../../src/images/index';
-import { Networking, hostVethName, netnsPathOf, type DnsLookups, type DnsService } from '../../src/network/attach';
-import type { DnsRecord, ListenAddress } from '../../src/network/dns';
-import type { Address, Link, NetHost, Route, RouteSpec } from '../../src/network/netns';
+import { Networking, hostVethName, netnsPathOf } from '../../src/network/attach';
 import { PortPublisher } from '../../src/network/port-forward';
 import { ContainerNotFoundError, type ContainerConfig, type ContainerState } from '../../src/runtime/index';
 import { fakeReconcileContext } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
+import { FakeDns, RecordingHost } from '../helpers/fake-net-host';
 
 // ---------------------------------------------------------------------------- pure rules
 
@@ -62,130 +61,6 @@ describe('what a running container can take without a restart', () => {
 });
 
 // ---------------------------------------------------------------------------- fakes
-
-const HOST_NS = 'host';
-
-interface FakeLink {
-  type: string;
-  up: boolean;
-  master?: string;
-  peer?: [string, string];
-}
-
-function errno(code: string, message: string): Error {
-  return Object.assign(new Error(`${message} (${code})`), { code });
-}
-
-/** Links, addresses and routes per namespace; deleting one end of a veth deletes the other (veth(4)). */
-class FakeNetHost implements NetHost {
-  readonly firewall = undefined;
-  readonly links = new Map<string, Map<string, FakeLink>>([[HOST_NS, new Map([['lo', { type: 'loopback', up: true }]])]]);
-  private readonly addresses = new Map<string, Map<string, string[]>>();
-  private readonly routes = new Map<string, Route[]>();
-
-  linkList(netns = HOST_NS): Link[] {
-    return [...this.ns(netns).entries()].map(([name, l], i) => ({ index: i + 1, name, type: l.type, mtu: 1500, up: l.up, operState: l.up ? 'UP' : 'DOWN', ...(l.master ? { master: l.master } : {}) }));
-  }
-  addrList(link: string | null, netns = HOST_NS): Address[] {
-    return [...(this.addresses.get(netns) ?? new Map<string, string[]>()).entries()]
-      .filter(([name]) => link === null || name === link)
-      .flatMap(([name, cidrs]) => cidrs.map((cidr) => ({ index: 0, link: name, family: 4 as const, address: cidr.split('/')[0], prefixLength: Number(cidr.split('/')[1]), cidr })));
-  }
-  routeList(netns = HOST_NS): Route[] {
-    return structuredClone(this.routes.get(netns) ?? []);
-  }
-  addBridge(name: string): void {
-    this.ns(HOST_NS).set(name, { type: 'bridge', up: false });
-  }
-  addVeth(hostName: string, peerName: string, peerNetns: string): void {
-    if (this.ns(HOST_NS).has(hostName) || this.ns(peerNetns).has(peerName)) throw errno('EEXIST', `veth ${hostName}/${peerName} exists`);
-    this.ns(HOST_NS).set(hostName, { type: 'veth', up: false, peer: [peerNetns, peerName] });
-    this.ns(peerNetns).set(peerName, { type: 'veth', up: false, peer: [HOST_NS, hostName] });
-  }
-  deleteLink(name: string, netns = HOST_NS): void {
-    const link = this.ns(netns).get(name);
-    if (!link) throw errno('ENODEV', `no link ${name}`);
-    this.drop(netns, name);
-    if (link.peer) this.drop(link.peer[0], link.peer[1]);
-  }
-  setLinkUp(name: string, netns = HOST_NS): void {
-    this.link(netns, name).up = true;
-  }
-  setMaster(name: string, bridge: string): void {
-    this.link(HOST_NS, name).master = bridge;
-  }
-  addAddress(link: string, cidr: string, netns = HOST_NS): void {
-    this.link(netns, link);
-    const byLink = this.addresses.get(netns) ?? new Map<string, string[]>();
-    this.addresses.set(netns, byLink);
-    if ((byLink.get(link) ?? []).includes(cidr)) throw errno('EEXIST', `address ${cidr} exists`);
-    byLink.set(link, [...(byLink.get(link) ?? []), cidr]);
-  }
-  addRoute(route: RouteSpec, netns = HOST_NS): void {
-    const routes = this.routes.get(netns) ?? [];
-    if (routes.some((r) => r.dst === route.dst)) throw errno('EEXIST', `route ${route.dst} exists`);
-    // The kernel picks the device through which the gateway is reachable.
-    const dev = this.addrList(null, netns).find((a) => a.address.split('.').slice(0, 2).join('.') === route.gateway?.split('.').slice(0, 2).join('.'))?.link;
-    routes.push({ family: 4, dst: route.dst, gateway: route.gateway, dev, protocol: 'boot', scope: 'universe', type: 'unicast' });
-    this.routes.set(netns, routes);
-  }
-  createNetns(file: string): void {
-    if (!this.links.has(file)) this.links.set(file, new Map([['lo', { type: 'loopback', up: false }]]));
-  }
-  removeNetns(file: string): void {
-    for (const [name, link] of this.links.get(file) ?? []) if (link.peer) this.drop(link.peer[0], link.peer[1]), this.drop(file, name);
-    this.links.delete(file);
-  }
-  netnsExists(file: string): boolean {
-    return this.links.has(file);
-  }
-  /** Interface name → its addresses, inside a namespace. */
-  interfaces(netns: string): Record<string, string[]> {
-    return Object.fromEntries([...this.ns(netns).keys()].sort().map((name) => [name, this.addrList(name, netns).map((a) => a.cidr)]));
-  }
-  private ns(netns: string): Map<string, FakeLink> {
-    const links = this.links.get(netns);
-    if (!links) throw errno('ENOENT', `no netns ${netns}`);
-    return links;
-  }
-  private link(netns: string, name: string): FakeLink {
-    const link = this.ns(netns).get(name);
-    if (!link) throw errno('ENODEV', `no link ${name}`);
-    return link;
-  }
-  private drop(netns: string, name: string): void {
-    this.links.get(netns)?.delete(name);
-    this.addresses.get(netns)?.delete(name);
-    this.routes.set(netns, (this.routes.get(netns) ?? []).filter((r) => r.dev !== name));
-  }
-}
-
-class FakeDns implements DnsService {
-  readonly records = new Map<string, DnsRecord[]>();
-  private readonly listening: ListenAddress[] = [];
-  setRecords(network: string, records: DnsRecord[]): void {
-    this.records.set(network, structuredClone(records));
-  }
-  deleteNetwork(network: string): boolean {
-    return this.records.delete(network);
-  }
-  async listen(host: string, port = 53): Promise<ListenAddress> {
-    this.listening.push({ host, port });
-    return { host, port };
-  }
-  async unlisten(): Promise<boolean> {
-    return true;
-  }
-  listeners(): ListenAddress[] {
-    return [...this.listening];
-  }
-  async close(): Promise<void> {
-    this.listening.length = 0;
-  }
-  names(network: string): string[] {
-    return (this.records.get(network) ?? []).map((r) => r.name);
-  }
-}
 
 /** Processes that start, stop and are deleted only when asked; each call recorded. */
 class FakeRuntime {
@@ -242,7 +117,7 @@ const logger = createJsonLogger({ write: () => undefined });
 let tmp: string;
 let paths: Paths;
 let api: FakeApi;
-let host: FakeNetHost;
+let host: RecordingHost;
 let dns: FakeDns;
 let networking: Networking;
 let runtime: FakeRuntime;
@@ -250,7 +125,7 @@ let controller: Controller;
 let abort: AbortController;
 
 function makeNetworking(): Networking {
-  return new Networking({ paths, host, dns: (_lookups: DnsLookups) => (dns = new FakeDns()), ports: new PortPublisher({ onError: () => undefined }) });
+  return new Networking({ paths, host, dns: (lookups) => (dns = new FakeDns(lookups)), ports: new PortPublisher({ onError: () => undefined }) });
 }
 
 function makeController(): Controller {
@@ -266,7 +141,7 @@ beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-network-connect-'));
   paths = resolvePaths({ root: path.join(tmp, 'root') });
   api = new FakeApi();
-  host = new FakeNetHost();
+  host = new RecordingHost({ firewall: undefined });
   networking = makeNetworking();
   runtime = new FakeRuntime();
   abort = new AbortController();
