@@ -1,5 +1,6 @@
 // Binding the API's unix socket so that it is never reachable with looser permissions than
 // 0600, and clearing a socket file left behind by a daemon that died.
+import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import type { Server } from 'node:http';
 import * as net from 'node:net';
@@ -32,13 +33,8 @@ export function checkSocketPathLength(socketPath: string): void {
  * not a socket is never removed.
  */
 export async function clearStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = await fs.lstat(socketPath);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw withContext(e, `inspecting ${socketPath}`);
-  }
+  const stat = await lstatIfPresent(socketPath);
+  if (!stat) return;
   if (!stat.isSocket()) {
     throw Object.assign(new Error(`${socketPath} exists and is not a unix socket; refusing to replace it`), { code: 'EEXIST' });
   }
@@ -99,14 +95,17 @@ function listen(server: Server, socketPath: string): Promise<void> {
 
 /** Removes the socket file only if it is still the one we bound (same inode). */
 export async function removeOwnSocket(socketPath: string, ino: number): Promise<void> {
-  let stat;
+  const stat = await lstatIfPresent(socketPath);
+  if (stat?.ino === ino) await unlinkIfPresent(socketPath);
+}
+
+async function lstatIfPresent(socketPath: string): Promise<Stats | undefined> {
   try {
-    stat = await fs.lstat(socketPath);
+    return await fs.lstat(socketPath);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw withContext(e, `inspecting ${socketPath}`);
   }
-  if (stat.ino === ino) await unlinkIfPresent(socketPath);
 }
 
 async function unlinkIfPresent(file: string): Promise<void> {
