@@ -14,7 +14,6 @@
 //    is thrown and retried with back-off.
 import { isDeepStrictEqual } from 'node:util';
 import { formatDuration } from '../src/api/duration';
-import { isApiError } from '../src/api/errors';
 import type { Build, BuildStatus } from '../src/api/types';
 import type { Paths } from '../src/config';
 import type { buildImage, BuildDeps, BuildResult } from '../src/build/builder';
@@ -22,6 +21,7 @@ import { setCondition } from './conditions';
 import { TerminalError, describeError } from './errors';
 import { registryAuthFile } from './image';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { getIfExists } from './objects';
 
 export const CONDITION_READY = 'Ready';
 export const REASON_BUILDING = 'Building';
@@ -89,7 +89,7 @@ export function buildController(opts: BuildControllerOptions = {}): Controller {
 /** `builder` defaults to the real one (src/build/builder's buildImage). */
 export async function reconcileBuild(key: string, ctx: ReconcileContext, deps: BuildDeps, builder?: Builder): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const build = await getBuild(ctx, namespace, name);
+  const build = await getIfExists<Build>(ctx.client('Build'), namespace, name);
   if (!build || build.metadata.deletionTimestamp) return;
   if (await upToDate(build, deps)) return;
   const modules = await loadBuildModules();
@@ -109,15 +109,6 @@ export async function reconcileBuild(key: string, ctx: ReconcileContext, deps: B
     await succeeded(ctx, current, result, performance.now() - started);
   } catch (error) {
     await failed(ctx, current, where, error, isUserError(error, modules));
-  }
-}
-
-async function getBuild(ctx: ReconcileContext, namespace: string, name: string): Promise<Build | undefined> {
-  try {
-    return (await ctx.client('Build').get(namespace, name)) as Build;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
   }
 }
 

@@ -15,11 +15,11 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { isApiError } from '../src/api/errors';
 import type { Mount, Volume } from '../src/api/types';
 import type { RuntimeMount } from '../src/runtime/index';
 import { TerminalError } from './errors';
 import type { ReconcileContext } from './manager';
+import { getIfExists } from './objects';
 
 const execFileAsync = promisify(execFile);
 
@@ -107,14 +107,8 @@ async function bindMount(mount: Mount, field: string): Promise<RuntimeMount> {
 
 /** The mountpoint of the Volume object, or undefined while it is not provisioned yet. */
 async function namedVolumePath(name: string, mc: MountContext): Promise<string | undefined> {
-  let volume: Volume;
-  try {
-    volume = (await mc.ctx.client('Volume').get(mc.namespace, name)) as Volume;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
-  }
-  if (volume.metadata.deletionTimestamp) return undefined;
+  const volume = await getIfExists<Volume>(mc.ctx.client('Volume'), mc.namespace, name);
+  if (!volume || volume.metadata.deletionTimestamp) return undefined;
   return volume.status?.mountpoint || undefined;
 }
 

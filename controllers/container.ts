@@ -51,6 +51,7 @@ import { isAttachError, netnsPathOf, networkingFor, type Attachment, type Attach
 import { isNetworkError, type NetworkErrorCode } from '../src/network/errors';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { ensureFinalizer, getIfExists } from './objects';
 
 export { containerId } from './container-config';
 
@@ -208,7 +209,7 @@ export class ContainerReconciler {
   async reconcile(key: string, ctx: ReconcileContext): Promise<Result | void> {
     this.bind(ctx);
     const { namespace, name } = splitKey(key);
-    const container = await getContainer(ctx, namespace, name);
+    const container = await getIfExists<Container>(ctx.client('Container'), namespace, name);
     if (!container) {
       this.forget(key);
       return;
@@ -216,7 +217,7 @@ export class ContainerReconciler {
     const id = containerId(namespace, name);
     if (container.metadata.deletionTimestamp) return this.finalize(ctx, key, id, container);
     if (!container.spec?.image) throw new TerminalError('InvalidSpec', `container ${key}: spec.image is required`);
-    let c = (await this.ensureFinalizer(ctx, container)) as SpecContainer;
+    let c = (await ensureFinalizer(ctx.client('Container'), container, CONTAINER_FINALIZER)) as SpecContainer;
     let state = await this.observe(id);
     if (state && c.status?.observedGeneration !== c.metadata.generation) {
       if (!this.isLiveNetworkChange(ctx, id, c)) {
@@ -346,7 +347,7 @@ export class ContainerReconciler {
     let peers: Container[];
     if (mode.startsWith('container:')) {
       const name = mode.slice('container:'.length);
-      const peer = await getContainer(ctx, namespace, name);
+      const peer = await getIfExists<Container>(ctx.client('Container'), namespace, name);
       peers = peer ? [peer] : [];
     } else if (mode.startsWith('service:')) {
       const service = mode.slice('service:'.length);
@@ -618,7 +619,7 @@ export class ContainerReconciler {
     if (!ctx || ctx.signal.aborted) return undefined;
     const { namespace, name } = splitKey(key);
     for (let attempt = 1; ; attempt++) {
-      const c = await getContainer(ctx, namespace, name);
+      const c = await getIfExists<Container>(ctx.client('Container'), namespace, name);
       if (!c) return undefined;
       const status = structuredClone(c.status ?? {});
       if (!edit(status, c)) return undefined;
@@ -719,25 +720,10 @@ export class ContainerReconciler {
     }
   }
 
-  private async ensureFinalizer(ctx: ReconcileContext, c: Container): Promise<Container> {
-    if ((c.metadata.finalizers ?? []).includes(CONTAINER_FINALIZER)) return c;
-    const finalizers = [...(c.metadata.finalizers ?? []), CONTAINER_FINALIZER];
-    return (await ctx.client('Container').update({ ...c, metadata: { ...c.metadata, finalizers } })) as Container;
-  }
-
   /** Writes `status` unless it is what is stored; returns the object as stored. */
   private async writeStatus<T extends Container>(ctx: ReconcileContext, c: T, status: ContainerStatus): Promise<T> {
     if (isDeepStrictEqual(stripUndefined(status), stripUndefined(c.status ?? {}))) return c;
     return (await ctx.client('Container').updateStatus({ ...c, status: stripUndefined(status) })) as T;
-  }
-}
-
-async function getContainer(ctx: ReconcileContext, namespace: string, name: string): Promise<Container | undefined> {
-  try {
-    return (await ctx.client('Container').get(namespace, name)) as Container;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
   }
 }
 

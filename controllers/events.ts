@@ -12,6 +12,7 @@ import type { ResourceClient } from '../src/client/types';
 import { KeyedMutex } from '../src/store/ordering';
 import { describeError } from './errors';
 import type { Logger } from './logger';
+import { getIfExists } from './objects';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -87,7 +88,7 @@ export class EventRecorder {
     // between our read and our write (AlreadyExists / Conflict).
     for (let attempt = 1; ; attempt++) {
       try {
-        const existing = await this.getIfExists(namespace, name);
+        const existing = await getIfExists<EventObject>(this.events, namespace, name);
         if (existing && sameInvolvedObject(existing, obj)) {
           await this.events.update({ ...existing, count: (existing.count ?? 1) + 1, lastTimestamp: now } as EventObject);
         } else if (existing) {
@@ -107,15 +108,6 @@ export class EventRecorder {
 
   private newEvent(...args: Parameters<typeof buildEvent> extends [string, ...infer Rest] ? Rest : never): EventObject {
     return buildEvent(this.opts.component, ...args);
-  }
-
-  private async getIfExists(namespace: string, name: string): Promise<EventObject | undefined> {
-    try {
-      return (await this.events.get(namespace, name)) as EventObject;
-    } catch (error) {
-      if (isApiError(error, 'NotFound')) return undefined;
-      throw error;
-    }
   }
 }
 

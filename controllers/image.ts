@@ -14,7 +14,6 @@
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { formatDuration } from '../src/api/duration';
-import { isApiError } from '../src/api/errors';
 import type { Image, ImageConfig as ImageStatusConfig, ImageHealthcheck, ImageStatus, PullPolicy } from '../src/api/types';
 import type { Paths } from '../src/config';
 import {
@@ -33,6 +32,7 @@ import {
 import { getCondition, setCondition } from './conditions';
 import { TerminalError, describeError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { getIfExists } from './objects';
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_PULLED = 'Pulled';
@@ -90,7 +90,7 @@ interface PullRequest {
 
 export async function reconcileImage(key: string, ctx: ReconcileContext, images: LocalImages): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const image = await getImage(ctx, namespace, name);
+  const image = await getIfExists<Image>(ctx.client('Image'), namespace, name);
   if (!image || image.metadata.deletionTimestamp) return;
   const request = await pullRequestOf(ctx, image);
   const present = await images.get(request.ref);
@@ -102,15 +102,6 @@ export async function reconcileImage(key: string, ctx: ReconcileContext, images:
   const pulledThisGeneration = pulledGeneration(image) === image.metadata.generation;
   if (request.policy === 'Always' && !pulledThisGeneration) return pull(ctx, image, request, images);
   await markReady(ctx, image, usable, alreadyPresent(image, request));
-}
-
-async function getImage(ctx: ReconcileContext, namespace: string, name: string): Promise<Image | undefined> {
-  try {
-    return (await ctx.client('Image').get(namespace, name)) as Image;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
-  }
 }
 
 /** Reads the spec; a reference or platform that cannot parse is recorded as Failed and thrown as a TerminalError. */

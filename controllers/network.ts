@@ -13,7 +13,6 @@
 //    then removes DNS listener, firewall rules and bridge.
 import { isDeepStrictEqual } from 'node:util';
 
-import { isApiError } from '../src/api/errors';
 import { DEFAULT_NAMESPACE } from '../src/api/meta';
 import type { Container, Network, NetworkStatus } from '../src/api/types';
 import { isNetworkError, type NetworkError } from '../src/network/errors';
@@ -23,6 +22,7 @@ import type { NetHost } from '../src/network/netns';
 import { setCondition } from './conditions';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { ensureFinalizer, getIfExists } from './objects';
 
 export const NETWORK_FINALIZER = 'd2p.dev/network-cleanup';
 /** How often a Network waiting for its containers to go away looks again. */
@@ -54,12 +54,12 @@ export function networkController(opts: NetworkControllerOptions = {}): Controll
 
 export async function reconcileNetwork(key: string, ctx: ReconcileContext, networking: Networking): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const network = await getNetwork(ctx, namespace, name);
+  const network = await getIfExists<Network>(ctx.client('Network'), namespace, name);
   if (!network) return;
   if (network.metadata.deletionTimestamp) return finalize(ctx, networking, network);
   const driver = network.spec?.driver ?? 'bridge';
   if (driver !== 'bridge') return markReady(ctx, network, {}, `driver ${driver}: nothing to create`);
-  return reconcileBridge(ctx, networking, await ensureFinalizer(ctx, network));
+  return reconcileBridge(ctx, networking, await ensureFinalizer(ctx.client('Network'), network, NETWORK_FINALIZER));
 }
 
 async function reconcileBridge(ctx: ReconcileContext, networking: Networking, network: Network): Promise<Result | void> {
@@ -241,23 +241,6 @@ async function containersOn(ctx: ReconcileContext, network: Network): Promise<Co
 
 function networksOfContainer(c: Container): string[] {
   return (c.spec?.networks ?? []).map((n) => networkKey(c.metadata.namespace, n.name));
-}
-
-async function getNetwork(ctx: ReconcileContext, namespace: string, name: string): Promise<Network | undefined> {
-  try {
-    return (await ctx.client('Network').get(namespace, name)) as Network;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
-  }
-}
-
-// Kubernetes adds its finalizer before creating anything outside the API, so that no
-// deletion can race past a half-made bridge.
-async function ensureFinalizer(ctx: ReconcileContext, network: Network): Promise<Network> {
-  const finalizers = network.metadata.finalizers ?? [];
-  if (finalizers.includes(NETWORK_FINALIZER)) return network;
-  return (await ctx.client('Network').update({ ...network, metadata: { ...network.metadata, finalizers: [...finalizers, NETWORK_FINALIZER] } })) as Network;
 }
 
 async function markReady(ctx: ReconcileContext, network: Network, fields: Partial<NetworkStatus>, message: string): Promise<void> {

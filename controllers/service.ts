@@ -17,6 +17,7 @@ import type { Container, Image, Service, ServiceStatus } from '../src/api/types'
 import { getCondition, isTrue, setCondition } from './conditions';
 import { TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { getIfExists } from './objects';
 import { DependentsIndex, checkDependencies, type DependencyVerdict, type DependencyWorld } from './service-dependencies';
 import {
   buildContainer,
@@ -102,13 +103,8 @@ export async function reconcileService(key: string, ctx: ReconcileContext, hooks
 }
 
 async function getService(ctx: ReconcileContext, namespace: string, name: string): Promise<ServiceWithSpec | undefined> {
-  let service: Service;
-  try {
-    service = (await ctx.client('Service').get(namespace, name)) as Service;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
-  }
+  const service = await getIfExists<Service>(ctx.client('Service'), namespace, name);
+  if (!service) return undefined;
   if (!hasSpec(service)) throw new TerminalError('InvalidSpec', `${serviceId(service)}: spec is required`);
   return service;
 }

@@ -10,12 +10,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { isApiError } from '../src/api/errors';
 import { DEFAULT_NAMESPACE, type ApiObject, type BaseStatus } from '../src/api/meta';
 import type { Paths } from '../src/config';
 import { setCondition } from './conditions';
 import { TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
+import { ensureFinalizer, getIfExists } from './objects';
 
 export const VOLUME_FINALIZER = 'd2p.dev/volume-cleanup';
 
@@ -74,7 +74,7 @@ export function volumeDirectory(paths: Paths, namespace: string, name: string): 
 
 export async function reconcileVolume(key: string, ctx: ReconcileContext): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const volume = await getVolume(ctx, namespace, name);
+  const volume = await getIfExists<Volume>(ctx.client('Volume'), namespace, name);
   if (!volume) return; // Gone: the finalizer made sure its data went first.
   if (volume.metadata.deletionTimestamp) return finalize(ctx, volume);
   const source = volumeSource(volume);
@@ -82,9 +82,9 @@ export async function reconcileVolume(key: string, ctx: ReconcileContext): Promi
     case 'external':
       return checkExisting(ctx, volume, volumeDirectory(ctx.paths, namespace, name).data, 'ExternalVolumeNotFound', 'external volume');
     case 'bind':
-      return checkExisting(ctx, await ensureFinalizer(ctx, volume), source.device, 'DeviceNotFound', 'bind device');
+      return checkExisting(ctx, await ensureFinalizer(ctx.client('Volume'), volume, VOLUME_FINALIZER), source.device, 'DeviceNotFound', 'bind device');
     case 'local':
-      return provisionLocal(ctx, await ensureFinalizer(ctx, volume));
+      return provisionLocal(ctx, await ensureFinalizer(ctx.client('Volume'), volume, VOLUME_FINALIZER));
   }
 }
 
@@ -111,26 +111,6 @@ function volumeSource(volume: Volume): VolumeSource {
     throw new TerminalError('InvalidDriverOpts', `${id}: spec.driverOpts.device must be an absolute path, got ${JSON.stringify(opts.device)}`);
   }
   return { type: 'bind', device: path.resolve(opts.device) };
-}
-
-async function getVolume(ctx: ReconcileContext, namespace: string, name: string): Promise<Volume | undefined> {
-  try {
-    return (await ctx.client('Volume').get(namespace, name)) as Volume;
-  } catch (error) {
-    if (isApiError(error, 'NotFound')) return undefined;
-    throw error;
-  }
-}
-
-// Kubernetes adds its finalizer before creating anything outside the API, so that no
-// deletion can race past a half-made resource.
-async function ensureFinalizer(ctx: ReconcileContext, volume: Volume): Promise<Volume> {
-  const finalizers = volume.metadata.finalizers ?? [];
-  if (finalizers.includes(VOLUME_FINALIZER)) return volume;
-  return (await ctx.client('Volume').update({
-    ...volume,
-    metadata: { ...volume.metadata, finalizers: [...finalizers, VOLUME_FINALIZER] },
-  })) as Volume;
 }
 
 async function provisionLocal(ctx: ReconcileContext, volume: Volume): Promise<Result | void> {
