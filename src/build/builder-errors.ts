@@ -27,7 +27,4 @@ export class BuildError extends Error {
   }
 }
 
-export function errnoOf(e: unknown): string | undefined {
-  if (typeof e === 'object' && e !== null && 'code' in e && typeof (e as { code: unknown }).code === 'string') return (e as { code: string }).code;
-  return undefined;
-}
+export { errnoOf } from '../errno';

@@ -3,6 +3,8 @@
 // ("compose.yml:12:5: services.web.ports[1]: invalid port "80:abc"").
 import { readFile } from 'node:fs/promises';
 
+import { errnoOf } from '../errno';
+
 /** Where a YAML node came from. `file` is the display name (as the user spelled it). */
 export interface Pos {
   file: string;
@@ -61,13 +63,7 @@ export class ComposeError extends Error {
   }
 }
 
-/** The errno name of a Node system error, if it is one. */
-export function errnoOf(err: unknown): string | undefined {
-  if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string') {
-    return (err as NodeJS.ErrnoException).code;
-  }
-  return undefined;
-}
+export { errnoOf };
 
 /** Collects warnings; the loader returns them with the objects. */
 export class WarningSink {

@@ -42,10 +42,4 @@ export function isImageError(e: unknown, code?: ImageErrorCode): e is ImageError
   return e instanceof ImageError && (code === undefined || e.code === code);
 }
 
-/** Node's fs errors carry `code`; this narrows `unknown` to them without a cast at each site. */
-export function errnoCode(e: unknown): string | undefined {
-  if (typeof e === 'object' && e !== null && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
-    return (e as { code: string }).code;
-  }
-  return undefined;
-}
+export { errnoOf as errnoCode } from '../errno';

@@ -52,8 +52,4 @@ export function isNetworkError(error: unknown, code?: NetworkErrorCode): error i
   return error instanceof NetworkError && (code === undefined || error.code === code);
 }
 
-/** The errno name of a Node system error, if it is one. */
-export function errnoOf(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return undefined;
-}
+export { errnoOf } from '../errno';

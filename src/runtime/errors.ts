@@ -83,8 +83,4 @@ export class CgroupError extends RuntimeError {
   }
 }
 
-export function errnoCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string'
-    ? (e as { code: string }).code
-    : undefined;
-}
+export { errnoOf as errnoCode } from '../errno';

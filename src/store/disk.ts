@@ -11,15 +11,12 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ApiError } from '../api/errors';
+import { errnoOf as errnoCode } from '../errno';
 
 /** Temporary files start with a dot, which no valid object name can (see NAME_PATTERN). */
 export const TEMP_PREFIX = '.tmp-';
 
-export function errnoCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && typeof (err as NodeJS.ErrnoException).code === 'string'
-    ? (err as NodeJS.ErrnoException).code
-    : undefined;
-}
+export { errnoCode };
 
 /** A file-system failure as an InternalError that names the operation, the path and errno. */
 export function storeIoError(operation: string, target: string, err: unknown): ApiError {
