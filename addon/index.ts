@@ -28,7 +28,14 @@ export interface D2pAddon {
   setns(nsPath: string, nstype: number): void;
   /** A new network namespace, kept alive by a bind mount onto `file` (which must exist), as ip-netns(8) keeps one. */
   netnsCreate(file: string): void;
+  /** mknod(2); `mode` carries the file type (S_IFCHR, S_IFBLK, S_IFIFO) and permission bits. */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): on the path itself, never on a symlink's target. */
+  lsetxattr(path: string, name: string, value: Buffer): void;
 }
+
+/** <sys/stat.h> file types for mknod(). */
+export const S_IF = { CHR: 0o020000, BLK: 0o060000, FIFO: 0o010000 } as const;
 
 /** <sys/mount.h> flags for mount()/umount2(). */
 export const MS = {

@@ -7,4 +7,5 @@ void RegisterMount(Napi::Env env, Napi::Object exports);
 void RegisterPidfd(Napi::Env env, Napi::Object exports);
 void RegisterProc(Napi::Env env, Napi::Object exports);
 void RegisterNetns(Napi::Env env, Napi::Object exports);
+void RegisterFiles(Napi::Env env, Napi::Object exports);
 }  // namespace d2p
