@@ -11,12 +11,11 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ImageError, errnoCode } from './errors';
 import { DigestTap, blobPath, directoryBlobSource, digestOf, fsyncDir, writeFileAtomic, type BlobSource } from './blobs';
-import { LayerExtractor, type SpecialFileOps } from './extract';
+import { checkLayerMediaType, unpackLayer } from './unpack';
 import { DEFAULT_PLATFORM, normalizePlatform, parsePlatform, selectPlatformManifest } from './platform';
 import { formatReference, isDigest, parseReference, referenceName, type Reference } from './reference';
 import { RegistryClient, isTransientError, type RegistryClientOptions } from './registry';
@@ -134,29 +133,7 @@ async function removeIfPresent(p: string): Promise<void> {
   await fs.promises.rm(p, { recursive: true, force: true });
 }
 
-/** How to turn a layer blob into a tar stream. zstd needs zlib support Node 20 lacks. */
-function decompressorFor(mediaType: string, digest: string): Writable & Readable {
-  switch (mediaType) {
-    case MediaType.OciLayerGzip:
-    case MediaType.OciLayerNonDistributableGzip:
-    case MediaType.DockerLayerGzip:
-    case MediaType.DockerForeignLayerGzip:
-      return zlib.createGunzip();
-    case MediaType.OciLayer:
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar':
-      return new PassThrough();
-    default:
-      if (mediaType.endsWith('+zstd') || mediaType.endsWith('.zstd')) {
-        throw new ImageError('D2P_IMAGE_UNSUPPORTED', `layer ${digest}: media type ${mediaType} (zstd) is not supported: Node 20's zlib has no zstd decoder`, {
-          digest,
-        });
-      }
-      throw new ImageError('D2P_IMAGE_UNSUPPORTED', `layer ${digest}: unsupported layer media type ${mediaType}`, { digest });
-  }
-}
-
 export interface ImageStoreOptions {
-  special?: SpecialFileOps;
   onWarning?: (message: string) => void;
 }
 
@@ -307,7 +284,7 @@ export class ImageStore {
   }
 
   private async fetchLayerOnce(layer: LayerInfo, open: () => Promise<Readable>, progress: (e: ProgressEvent) => void, extract: boolean): Promise<void> {
-    const decompress = decompressorFor(layer.mediaType, layer.digest);
+    checkLayerMediaType(layer.mediaType, layer.digest);
     const tmpBlob = this.tempName('blob');
     const tmpLayer = this.tempName('layer');
     if (extract) await fs.promises.mkdir(tmpLayer, { mode: 0o755 });
@@ -321,10 +298,6 @@ export class ImageStore {
           progress({ digest: layer.digest, state: bytes === layer.size ? 'extracting' : 'downloading', current: bytes, total: layer.size });
         }
       });
-      const uncompressed = new DigestTap({ digest: layer.diffID }, `layer ${layer.digest} (uncompressed, diff_id ${layer.diffID})`);
-      const sink = extract
-        ? new LayerExtractor(tmpLayer, { ...(this.opts.special ? { special: this.opts.special } : {}), ...(this.opts.onWarning ? { onWarning: this.opts.onWarning } : {}) })
-        : new Writable({ write: (_c, _e, cb) => cb() });
       progress({ digest: layer.digest, state: 'downloading', current: 0, total: layer.size });
       const source = await open();
       // Two pipelines: the download (hash, size, blob file) and the extraction fed from it.
@@ -332,7 +305,8 @@ export class ImageStore {
       // checked), the download still runs to the end so the error names the real cause: a
       // digest mismatch wins over the zlib or tar error it provoked.
       const branch = new PassThrough();
-      const extraction = pipeline(branch, decompress, uncompressed, sink);
+      // Without a directory to fill (it is there, only the blob is missing) the diff_id is still checked.
+      const extraction = unpackLayer(branch, layer, extract ? tmpLayer : undefined, this.opts.onWarning);
       const forwarder = new BranchWriter(branch, extraction);
       const teeToBlob = new PassThrough();
       const blobWritten = pipeline(teeToBlob, blobOut).catch((e: unknown) => {
@@ -629,7 +603,7 @@ export class ImageStore {
 }
 
 /** Writes every chunk to a side stream (the blob file) and passes it on, honouring both sides' backpressure. */
-class TeeTransform extends PassThrough {
+export class TeeTransform extends PassThrough {
   constructor(private readonly side: PassThrough) {
     super();
   }
@@ -642,7 +616,9 @@ class TeeTransform extends PassThrough {
     cb();
   }
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
-    this.side.destroy(err ?? undefined);
+    // Only a failure stops the side. A tee that simply finished is destroyed too (autoDestroy)
+    // while the side may still hold its last chunks for the blob file: ended, it drains alone.
+    if (err) this.side.destroy(err);
     cb(err);
   }
 }
