@@ -15,21 +15,12 @@ import { addon, S_IF } from '../../addon';
 import { ImageError } from './errors';
 import { LayerTree, classifyWhiteout, normalizeLayerPath, type NodeKind } from './pathsafety';
 
-/** System calls Node lacks. Synchronous: the extractor makes every system call in line (see LayerExtractor). */
-export interface SpecialFileOps {
-  mknod(absPath: string, kind: 'char' | 'block' | 'fifo', mode: number, major: number, minor: number): void;
-  /** Sets an xattr on the path itself, not on a symlink's target (lsetxattr(2)). */
-  lsetxattr(absPath: string, name: string, value: Buffer): void;
+/** mknod(2) through the addon: device nodes, fifos and overlayfs whiteouts (char 0/0). */
+function mknod(abs: string, kind: 'char' | 'block' | 'fifo', mode: number, major: number, minor: number): void {
+  addon().mknod(abs, (kind === 'char' ? S_IF.CHR : kind === 'block' ? S_IF.BLK : S_IF.FIFO) | (mode & 0o7777), major, minor);
 }
 
-/** The addon's mknod(2) and lsetxattr(2) (mknod(1) and setfattr(1), a process per whiteout, before). */
-export const nativeSpecialFileOps: SpecialFileOps = {
-  mknod: (abs, kind, mode, major, minor) => addon().mknod(abs, (kind === 'char' ? S_IF.CHR : kind === 'block' ? S_IF.BLK : S_IF.FIFO) | (mode & 0o7777), major, minor),
-  lsetxattr: (abs, name, value) => addon().lsetxattr(abs, name, value),
-};
-
 export interface ExtractOptions {
-  special?: SpecialFileOps;
   /** Non-fatal oddities (an xattr the filesystem refuses, an AUFS metadata file). */
   onWarning?: (message: string) => void;
   /** Keep uid/gid from the archive. Default: when running as root (only root may chown to others). */
@@ -42,6 +33,7 @@ export interface ExtractResult {
   opaqueDirs: string[];
 }
 
+const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 const PAX_XATTR = 'SCHILY.xattr.';
 /** Overlayfs reads these itself; a layer must not forge them (opaque must come from .wh..wh..opq). */
 const RESERVED_XATTR_PREFIX = 'trusted.overlay.';
@@ -105,7 +97,6 @@ export class LayerExtractor extends Writable {
   readonly result: ExtractResult = { entries: 0, whiteouts: 0, opaqueDirs: [] };
   private readonly parser: Parser;
   private readonly tree = new LayerTree();
-  private readonly special: SpecialFileOps;
   private readonly preserveOwner: boolean;
   private readonly dirTimes: { rel: string; mtime: Date }[] = [];
   private readonly opaque = new Set<string>();
@@ -121,7 +112,6 @@ export class LayerExtractor extends Writable {
     private readonly opts: ExtractOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
-    this.special = opts.special ?? nativeSpecialFileOps;
     this.preserveOwner = opts.preserveOwner ?? process.getuid?.() === 0;
     // strict: a bad checksum or truncated archive is an error, not a warning.
     this.parser = new (tar().Parser)({ strict: true });
@@ -200,8 +190,9 @@ export class LayerExtractor extends Writable {
     this.result.entries++;
     const rel = normalizeLayerPath(entry.path);
     const whiteout = classifyWhiteout(rel);
+    // Only a regular file's body is read (writeFile); every other body is skipped so the parser moves on.
+    if (whiteout || !FILE_TYPES.has(entry.type)) entry.resume();
     if (whiteout) {
-      entry.resume();
       this.applyWhiteout(rel, whiteout);
       return;
     }
@@ -209,7 +200,6 @@ export class LayerExtractor extends Writable {
     switch (entry.type) {
       case 'Directory':
       case 'GNUDumpDir':
-        entry.resume();
         this.makeDirectory(rel, entry);
         break;
       case 'File':
@@ -219,21 +209,17 @@ export class LayerExtractor extends Writable {
         this.writeFile(rel, entry, meta);
         return;
       case 'SymbolicLink':
-        entry.resume();
         this.makeSymlink(rel, entry);
         break;
       case 'Link':
-        entry.resume();
         this.makeHardlink(rel, entry);
         return; // a hard link shares owner, mode and xattrs with its target
       case 'CharacterDevice':
       case 'BlockDevice':
       case 'FIFO':
-        entry.resume();
         this.makeSpecial(rel, entry);
         break;
       default:
-        entry.resume();
         throw new ImageError('D2P_IMAGE_UNSUPPORTED', `layer entry ${JSON.stringify(entry.path)}: unsupported tar entry type ${entry.type}`, { path: entry.path });
     }
     if (meta) this.applyXattrs(rel, meta.xattrs);
@@ -331,7 +317,7 @@ export class LayerExtractor extends Writable {
     this.replaceExisting(rel, 'file');
     const abs = this.abs(rel);
     const kind = entry.type === 'CharacterDevice' ? 'char' : entry.type === 'BlockDevice' ? 'block' : 'fifo';
-    this.special.mknod(abs, kind, (entry.mode ?? 0o600) & 0o7777, entry.header.devmaj ?? 0, entry.header.devmin ?? 0);
+    mknod(abs, kind, (entry.mode ?? 0o600) & 0o7777, entry.header.devmaj ?? 0, entry.header.devmin ?? 0);
     this.tree.set(rel, 'file');
     if (this.preserveOwner) fs.lchownSync(abs, entry.uid ?? 0, entry.gid ?? 0);
     // mknod(2) applies the umask; chmod after chown as for files.
@@ -353,7 +339,7 @@ export class LayerExtractor extends Writable {
     this.prepareParents(w.target);
     // image-spec: a whiteout hides only lower layers; a file of this same layer wins.
     if (this.tree.get(w.target) !== undefined) return;
-    this.special.mknod(this.abs(w.target), 'char', 0, 0, 0);
+    mknod(this.abs(w.target), 'char', 0, 0, 0);
     this.tree.set(w.target, 'whiteout');
     this.result.whiteouts++;
   }
@@ -364,7 +350,7 @@ export class LayerExtractor extends Writable {
         this.warn(`${rel}: xattr ${name} is reserved for overlayfs; skipped`);
         continue;
       }
-      this.special.lsetxattr(this.abs(rel), name, value);
+      addon().lsetxattr(this.abs(rel), name, value);
     }
   }
 
@@ -372,7 +358,7 @@ export class LayerExtractor extends Writable {
   private finish(): void {
     for (const dir of this.opaque) {
       if (this.tree.get(dir) !== 'dir') continue;
-      this.special.lsetxattr(this.abs(dir), 'trusted.overlay.opaque', Buffer.from('y'));
+      addon().lsetxattr(this.abs(dir), 'trusted.overlay.opaque', Buffer.from('y'));
       this.result.opaqueDirs.push(dir);
     }
     // Creating children updated directory mtimes; restore the archive's, deepest last-written first.

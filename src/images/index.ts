@@ -10,7 +10,8 @@ export { parseWwwAuthenticate, readCredentials, storeCredentials, removeCredenti
 export { DEFAULT_PLATFORM, parsePlatform, formatPlatform, normalizePlatform, platformMatches, selectPlatformManifest } from './platform';
 export { RegistryClient, isTransientError, type RegistryClientOptions, type RepoRef, type FetchedManifest } from './registry';
 export { ImageStore, type StoredImage, type PullOptions, type ProgressEvent, type LayerState, type ImageStoreOptions } from './store';
-export { LayerExtractor, nativeSpecialFileOps, parsePaxXattrs, type SpecialFileOps, type ExtractOptions, type ExtractResult } from './extract';
+export { LayerExtractor, parsePaxXattrs, type ExtractOptions, type ExtractResult } from './extract';
+export { unpackLayer } from './unpack';
 export { normalizeLayerPath, classifyWhiteout, LayerTree } from './pathsafety';
 export { pushImage, pushOciLayout, saveOciLayout, loadImages, importOciLayout, type PushOptions, type PushProgress, type LoadOptions } from './layout';
 export { digestOf, directoryBlobSource, type BlobSource } from './blobs';

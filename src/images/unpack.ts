@@ -25,7 +25,7 @@ export function checkLayerMediaType(mediaType: string, digest: string): void {
 }
 
 /** Decompressed bytes of a layer blob: gzip or none. */
-export function decompressorFor(mediaType: string, digest: string): Writable & Readable {
+function decompressorFor(mediaType: string, digest: string): Writable & Readable {
   checkLayerMediaType(mediaType, digest);
   // 128 KiB out per inflate call instead of zlib's 16 KiB: each chunk costs a thread-pool
   // round trip, a hash update and a tar parser step, whatever its size.
