@@ -18,7 +18,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { Header } from 'tar';
-import { LayerExtractor, MediaType, type ImageStore, type LayerInfo } from '../images/index';
+import { MediaType, unpackLayer, type ImageStore, type LayerInfo } from '../images/index';
 import { BuildError, errnoOf } from './builder-errors';
 
 export const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -311,7 +311,7 @@ export async function commitLayer(store: ImageStore, blob: LayerBlob): Promise<L
     const tmp = path.join(store.tmpPath, `${process.pid}-${blob.diffID.slice(7, 23)}-${Date.now().toString(36)}.layer`);
     await fs.promises.mkdir(tmp, { mode: 0o755 });
     try {
-      await pipeline(fs.createReadStream(blobPath), zlib.createGunzip(), new LayerExtractor(tmp));
+      await unpackLayer(fs.createReadStream(blobPath), blob, tmp);
       await renameIntoPlace(tmp, layerDir);
     } finally {
       await fs.promises.rm(tmp, { recursive: true, force: true });
