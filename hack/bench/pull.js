@@ -27,7 +27,9 @@ const wanted = (process.env.IMAGES ?? 'files,random').split(',');
 const installPeers = process.argv.includes('--install-peers');
 const work = fs.mkdtempSync(path.join('/var/tmp', 'd2p-bench-pull-'));
 const timeRuns = (label, prepare, run) => timeRunsOf(label, runs, prepare, run);
-const HOST_DIRS = ['usr/lib/gcc', 'usr/include', 'usr/lib/python3.11', 'usr/share/locale'];
+// Python's library directory is named after its version (python3.11 on Debian 12).
+const pythonLib = fs.readdirSync('/usr/lib').find((d) => /^python3\.\d+$/.test(d));
+const HOST_DIRS = ['usr/lib/gcc', 'usr/include', ...(pythonLib ? [`usr/lib/${pythonLib}`] : []), 'usr/share/locale'];
 
 /**
  * Every tool writes into a new ext4 file system (a loop mount, private to the sandbox's mount
