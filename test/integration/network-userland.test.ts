@@ -97,6 +97,16 @@ async function udpAsk(host: string, port: number): Promise<Answer> {
 }
 
 /** Packets the guard chain's DROP rule has counted (iptables -L -v -x). */
+/** A new network namespace whose eth0 (address ip/24) is a veth peer of hostVeth, enslaved to bridge. */
+function plugIntoBridge(netns: string, hostVeth: string, bridge: string, ip: string): void {
+  sh('ip', ['netns', 'add', netns]);
+  sh('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+  sh('ip', ['link', 'set', hostVeth, 'master', bridge]);
+  sh('ip', ['link', 'set', hostVeth, 'up']);
+  sh('ip', ['-n', netns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+}
+
 function guardDrops(chain: string): number {
   const lines = sh('iptables', ['-w', '-t', 'filter', '-L', chain, '-v', '-n', '-x']).split('\n').filter((line) => /\bDROP\b/.test(line));
   return lines.reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
@@ -122,12 +132,7 @@ describe('published ports with kernel NAT (sandbox)', () => {
     sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
     sh('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', bridge]);
     sh('ip', ['link', 'set', bridge, 'up']);
-    sh('ip', ['netns', 'add', netns]);
-    sh('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
-    sh('ip', ['link', 'set', hostVeth, 'master', bridge]);
-    sh('ip', ['link', 'set', hostVeth, 'up']);
-    sh('ip', ['-n', netns, 'addr', 'add', `${TARGET_IP}/24`, 'dev', 'eth0']);
-    sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    plugIntoBridge(netns, hostVeth, bridge, TARGET_IP);
     sh('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     echo = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', ECHO_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
@@ -198,12 +203,7 @@ describe('published ports with kernel NAT (sandbox)', () => {
     // the kernel made no local 127.0.0.0/8 route there, and its eth0 may carry such packets.
     attackerNetns = `${netns}-a`;
     const attackerVeth = `d2pa${netns.slice(-6)}`;
-    sh('ip', ['netns', 'add', attackerNetns]);
-    sh('ip', ['link', 'add', attackerVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', attackerNetns]);
-    sh('ip', ['link', 'set', attackerVeth, 'master', bridge]);
-    sh('ip', ['link', 'set', attackerVeth, 'up']);
-    sh('ip', ['-n', attackerNetns, 'addr', 'add', `${ATTACKER_IP}/24`, 'dev', 'eth0']);
-    sh('ip', ['-n', attackerNetns, 'link', 'set', 'eth0', 'up']);
+    plugIntoBridge(attackerNetns, attackerVeth, bridge, ATTACKER_IP);
     sh('ip', ['-n', attackerNetns, 'route', 'add', '127.0.0.0/8', 'via', HOST_IP, 'dev', 'eth0']);
     sh('ip', ['netns', 'exec', attackerNetns, 'sysctl', '-qw', 'net.ipv4.conf.eth0.route_localnet=1']);
 
