@@ -509,9 +509,12 @@ export class ContainerReconciler {
     if (attached && Object.keys(attached.ipAddresses).length > 0) status.ipAddresses = attached.ipAddresses;
     if (attached && attached.ports.length > 0) status.ports = attached.ports;
     else delete status.ports;
-    const started = await this.writeStatus(ctx, c, status);
-    await ctx.events.record(started, 'Normal', 'Started', `Started container ${c.metadata.name}`);
-    return this.whileAlive(ctx, key, id, started, state, desired);
+    // One status write takes the container to Running (whileAlive's), and the event comes
+    // after it: each write here was a store round trip between the process starting and
+    // `up --wait` seeing it Ready.
+    const result = await this.whileAlive(ctx, key, id, { ...c, status }, state, desired, c);
+    await ctx.events.record(c, 'Normal', 'Started', `Started container ${c.metadata.name}`);
+    return result;
   }
 
   private async recordStartFailure(ctx: ReconcileContext, c: SpecContainer, error: unknown): Promise<void> {
@@ -532,12 +535,14 @@ export class ContainerReconciler {
     c: SpecContainer,
     state: ContainerState,
     desired: DesiredState,
+    /** The object as stored, when `c` carries a status not written yet (start's). */
+    stored: SpecContainer = c,
   ): Promise<Result | void> {
     if (desired === 'stopped') {
       const stopped = await this.stopProcess(ctx, key, id, c, 'stopped by the user');
       const status = stoppedByUser(c.status);
       applyExit(status, stopped, this.now());
-      return void (await this.writeStatus(ctx, c, status));
+      return void (await this.writeStatus(ctx, stored, status));
     }
     let current = state;
     if (desired === 'paused' && state.status === 'running') {
@@ -561,7 +566,7 @@ export class ContainerReconciler {
     } else this.prober.stop(key);
     const status = runningStatus(c, current, check ? (this.prober.health(key) ?? 'starting') : undefined);
     applyNetworkSync(status, networks, c.metadata.generation);
-    const written = await this.writeStatus(ctx, c, status);
+    const written = await this.writeStatus(ctx, stored, status);
     return this.afterNetworkSync(ctx, c, written, networks);
   }
 

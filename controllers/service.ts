@@ -70,7 +70,7 @@ export function serviceController(): Controller {
     owns: ['Container'],
     // Each reconcile is a few API round trips; with two workers `up` of 10 services made
     // their containers two at a time (~200 ms a pair, measured).
-    workers: 8,
+    workers: 32,
     // A dependency's Service or Containers changing may let a waiting dependent go on.
     watches: [
       { kind: 'Service', map: (obj) => index.onService(obj) },

@@ -109,6 +109,8 @@ export class Runtime {
   readonly cgroups: CgroupManager;
   private readonly shim: string;
   private readonly initOverride?: string;
+  /** Parsed record.json and config.json by container id, with the stat of record.json they were read at. */
+  private readonly bundles = new Map<string, { ino: number; mtimeMs: number; size: number; bundle: { record: ContainerRecord; oci: OciConfig } }>();
 
   constructor(opts: RuntimeOptions) {
     this.stateDir = path.resolve(opts.stateDir);
@@ -125,12 +127,20 @@ export class Runtime {
 
   private record(id: string): { dir: ContainerDir; record: ContainerRecord; oci: OciConfig } {
     const dir = this.dirOf(id);
-    const record = readBundleJson<ContainerRecord>(dir.record);
-    const oci = readBundleJson<OciConfig>(dir.config);
+    // A bundle never changes once written, but state() is asked for on every reconcile and
+    // parsing both files was most of its cost: a stat tells whether the cached copy is still
+    // the file on disk (a container deleted and made again under the same id is not).
+    const stat = fs.statSync(dir.record, { throwIfNoEntry: false });
+    const cached = this.bundles.get(id);
+    if (stat && cached && cached.ino === stat.ino && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return { dir, ...cached.bundle };
+    this.bundles.delete(id);
+    const record = stat && readBundleJson<ContainerRecord>(dir.record);
+    const oci = record && readBundleJson<OciConfig>(dir.config);
     if (!record || !oci) {
       if (fs.existsSync(dir.dir)) throw new IncompleteBundleError(id, dir.dir);
       throw new ContainerNotFoundError(id);
     }
+    this.bundles.set(id, { ino: stat.ino, mtimeMs: stat.mtimeMs, size: stat.size, bundle: { record, oci } });
     return { dir, record, oci };
   }
 
@@ -355,6 +365,7 @@ export class Runtime {
       await this.forceStop(id, s);
     }
     this.cgroups.remove(id);
+    this.bundles.delete(id);
     fs.rmSync(this.dirOf(id).dir, { recursive: true, force: true });
   }
 
