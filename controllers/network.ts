@@ -70,7 +70,7 @@ async function reconcileBridge(ctx: ReconcileContext, networking: Networking, ne
   const addressing = await planAddressing(ctx, networking, network, bridge);
   ensureBridge(host, bridge, addressing, network.spec?.mtu);
   const internal = network.spec?.internal === true;
-  const outbound = applyFirewall(host, { bridge, subnet: addressing.subnet, internal });
+  const outbound = await applyFirewall(host, { bridge, subnet: addressing.subnet, internal });
   const containers = await containersOn(ctx, network);
   networking.registerNetwork(bridgeNetwork(network, bridge, addressing), persistedAllocations(network, containers));
   networking.releaseStale(namespace, name, (endpoint) => containers.some((c) => endpointKey(c) === endpoint));
@@ -141,7 +141,7 @@ function ensureBridge(host: NetHost, bridge: string, addressing: NetworkAddressi
 
 type ConditionParts = { status: 'True' | 'False'; reason: string; message: string };
 
-function applyFirewall(host: NetHost, rules: { bridge: string; subnet: string; internal: boolean }): ConditionParts {
+async function applyFirewall(host: NetHost, rules: { bridge: string; subnet: string; internal: boolean }): Promise<ConditionParts> {
   const firewall = host.firewall;
   if (!firewall) {
     if (rules.internal) return { status: 'False', reason: 'Internal', message: 'internal network: no route out' };
@@ -151,7 +151,7 @@ function applyFirewall(host: NetHost, rules: { bridge: string; subnet: string; i
       message: 'neither iptables nor nft is installed: no masquerading, so containers reach each other and the host but not outside; networks are isolated only while IP forwarding stays off',
     };
   }
-  firewall.ensureBridgeRules(rules);
+  await firewall.ensureBridgeRules(rules);
   if (rules.internal) return { status: 'False', reason: 'Internal', message: `internal network: ${firewall.description} drops traffic in and out of ${rules.bridge}` };
   firewall.enableForwarding();
   return { status: 'True', reason: 'Masquerading', message: `${rules.subnet} is masqueraded by ${firewall.description}` };
@@ -215,7 +215,7 @@ async function removeBridge(ctx: ReconcileContext, networking: Networking, netwo
   if (gateway !== undefined) await networking.stopDns(gateway);
   networking.unregisterNetwork(namespace, network.metadata.name);
   const subnet = registered?.subnet ?? network.status?.subnet;
-  if (subnet !== undefined) networking.host.firewall?.removeBridgeRules({ bridge, subnet, internal: network.spec?.internal === true });
+  if (subnet !== undefined) await networking.host.firewall?.removeBridgeRules({ bridge, subnet, internal: network.spec?.internal === true });
   if (networking.host.linkList().some((l) => l.name === bridge)) {
     networking.host.deleteLink(bridge);
     await ctx.events.record(network, 'Normal', 'Deleted', `removed bridge ${bridge}`);

@@ -173,10 +173,10 @@ export class RecordingFirewall implements NetworkFirewall {
   readonly description = 'fake firewall';
   readonly rules = new Map<string, BridgeRules>();
   forwarding = false;
-  ensureBridgeRules(rules: BridgeRules): void {
+  async ensureBridgeRules(rules: BridgeRules): Promise<void> {
     this.rules.set(rules.bridge, rules);
   }
-  removeBridgeRules(rules: BridgeRules): void {
+  async removeBridgeRules(rules: BridgeRules): Promise<void> {
     this.rules.delete(rules.bridge);
   }
   enableForwarding(): void {
