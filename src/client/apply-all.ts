@@ -2,7 +2,7 @@
 // its answer turned into ApiError values per refused object.
 import { ApiError, type StatusObject } from '../api/errors';
 import { API_VERSION, type ApiObject } from '../api/meta';
-import type { Transport } from './transport';
+import type { ApiTransport } from './transport';
 import type { ApplyAllItem, ApplyAllResult, WriteOptions } from './types';
 
 export const APPLY_PATH = `/apis/${API_VERSION}/apply`;
@@ -16,7 +16,7 @@ interface ApplyResultWire {
 
 type WireItem = { action?: unknown; object?: unknown; status?: StatusObject };
 
-export async function applyAll(transport: Transport, objects: readonly ApiObject[], opts: WriteOptions = {}): Promise<ApplyAllResult> {
+export async function applyAll(transport: ApiTransport, objects: readonly ApiObject[], opts: WriteOptions = {}): Promise<ApplyAllResult> {
   const answer = await transport.call<ApplyResultWire>('POST', APPLY_PATH, {
     query: opts.dryRun ? { dryRun: 'All' } : {},
     body: { apiVersion: 'v1', kind: 'List', items: objects },

@@ -3,7 +3,8 @@
 import { API_VERSION, kindByName, KINDS } from '../api/meta';
 import { applyAll } from './apply-all';
 import { HttpResourceClient } from './resource-client';
-import { Transport } from './transport';
+import { LoopbackTransport, type RequestHandler } from './loopback-transport';
+import { Transport, type ApiTransport } from './transport';
 import type { ApiResourceList, Client, ResourceClient } from './types';
 
 export type {
@@ -21,10 +22,15 @@ export { DaemonUnreachableError, UnexpectedResponseError } from './transport';
 
 export interface ClientOptions {
   socketPath: string;
+  /**
+   * Inside the daemon: the API server's own handler, called in process instead of through
+   * the socket (see loopback-transport.ts). Everyone else talks over socketPath.
+   */
+  handler?: RequestHandler;
 }
 
 export function createClient(opts: ClientOptions): Client {
-  const transport = new Transport(opts.socketPath);
+  const transport: ApiTransport = opts.handler ? new LoopbackTransport(opts.handler) : new Transport(opts.socketPath);
   const watches = new Set<{ stop(): void }>();
   const byKind = new Map<string, ResourceClient>();
   for (const info of KINDS) byKind.set(info.kind, new HttpResourceClient(transport, info, watches));

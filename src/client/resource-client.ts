@@ -2,7 +2,7 @@
 import { API_VERSION, DEFAULT_NAMESPACE, type ApiObject, type KindInfo, type ObjectList } from '../api/meta';
 import type { ListOptions } from '../store/types';
 import { applyObject } from './apply';
-import type { Query, Transport } from './transport';
+import type { ApiTransport, Query } from './transport';
 import type { ClientWatchOptions, DeleteOptions, PatchType, ResourceClient, WriteOptions } from './types';
 import { openWatch, type ClientWatch } from './watch';
 
@@ -13,7 +13,7 @@ const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
 
 export class HttpResourceClient<T extends ApiObject = ApiObject> implements ResourceClient<T> {
   constructor(
-    private readonly transport: Transport,
+    private readonly transport: ApiTransport,
     private readonly info: KindInfo,
     private readonly watches: Set<{ stop(): void }>,
   ) {}

@@ -45,7 +45,21 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-export class Transport {
+/** The body of a streamed answer (a watch): chunks as they come, and a way to end it early. */
+export interface ResponseBody extends AsyncIterable<Buffer> {
+  readonly destroyed: boolean;
+  destroy(): void;
+}
+
+/** How a client reaches the API: over the socket (Transport) or, inside the daemon, in process (LoopbackTransport). */
+export interface ApiTransport {
+  call<T>(method: HttpMethod, path: string, opts?: CallOptions): Promise<T>;
+  stream(method: HttpMethod, path: string, opts?: CallOptions): Promise<ResponseBody>;
+  text(path: string): Promise<{ statusCode: number; text: string }>;
+  close(): Promise<void>;
+}
+
+export class Transport implements ApiTransport {
   private readonly agent = new http.Agent({ keepAlive: true });
 
   constructor(readonly socketPath: string) {}
@@ -112,7 +126,7 @@ async function readText(response: http.IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function queryString(query: Query | undefined): string {
+export function queryString(query: Query | undefined): string {
   if (!query) return '';
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, value);
@@ -120,7 +134,7 @@ function queryString(query: Query | undefined): string {
   return text ? `?${text}` : '';
 }
 
-function responseError(statusCode: number, what: string, text: string): Error {
+export function responseError(statusCode: number, what: string, text: string): Error {
   const status = parseStatus(text);
   return status ? ApiError.fromStatus(status) : new UnexpectedResponseError(statusCode, what, text);
 }

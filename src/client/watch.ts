@@ -1,7 +1,7 @@
 // The client side of a watch: one streaming GET whose body is newline-delimited
 // WatchEvents (Kubernetes' JSON watch framing), exposed as an async iterable with stop().
 import type { ApiObject, WatchEvent } from '../api/meta';
-import type { Query, Transport } from './transport';
+import type { ApiTransport, Query } from './transport';
 
 export interface ClientWatch<T extends ApiObject> extends AsyncIterable<WatchEvent<T>> {
   stop(): void;
@@ -13,7 +13,7 @@ export interface ClientWatch<T extends ApiObject> extends AsyncIterable<WatchEve
  * client can stop them (undici's close waits for running requests).
  */
 export function openWatch<T extends ApiObject>(
-  transport: Transport,
+  transport: ApiTransport,
   path: string,
   query: Query,
   registry: Set<{ stop(): void }>,
@@ -36,7 +36,7 @@ export function openWatch<T extends ApiObject>(
 }
 
 async function* streamEvents<T extends ApiObject>(
-  transport: Transport,
+  transport: ApiTransport,
   path: string,
   query: Query,
   signal: AbortSignal,

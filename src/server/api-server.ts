@@ -35,6 +35,8 @@ export interface ApiServerOptions {
 
 export interface ApiServer {
   readonly socketPath: string;
+  /** The request handler behind the socket, for clients in this process (src/client/loopback-transport.ts). */
+  readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   /** Ends every watch, finishes in-flight requests, and removes the socket file. Idempotent. */
   close(): Promise<void>;
 }
@@ -85,6 +87,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   };
   return {
     socketPath: opts.socketPath,
+    handle: (req, res) => handleRequest(ctx, req, res),
     close: () => (closing ??= close()),
   };
 }

@@ -1,6 +1,7 @@
 // The daemon: one per state root. It holds the root's lock, opens the store, serves the
-// API on the socket, and runs the controllers as clients of that API, exactly like any
-// other client (DESIGN.md §2: nothing else touches the store).
+// API on the socket, and runs the controllers as clients of that API, like any other
+// client (DESIGN.md §2: nothing else touches the store); theirs reaches the server's
+// handler in process rather than through the socket.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { createClient } from '../client/index';
@@ -48,7 +49,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
     cleanups.push({ what: `closing the store in ${paths.store}`, run: () => store.close() });
     const server = await startApiServer({ store, socketPath: paths.socket, log });
     cleanups.push({ what: `closing the API server on ${paths.socket}`, run: server.close });
-    const client = createClient({ socketPath: paths.socket });
+    // The controllers' requests go to the server's handler in process: the same API and
+    // code path as over the socket, without the socket and HTTP framing that cost the
+    // daemon's event loop twice per call (it runs both ends).
+    const client = createClient({ socketPath: paths.socket, handler: server.handle });
     cleanups.push({ what: 'closing the controllers’ client', run: client.close });
     if (opts.startControllers) {
       const controllers = await opts.startControllers({ client, paths });

@@ -310,6 +310,11 @@ export class EmbeddedStore implements Store {
     return watch;
   }
 
+  /** Watches of `kind` still open: a client that went away must not leave one behind. */
+  openWatchCount(kind: string): number {
+    return this.watchers.get(kind)?.size ?? 0;
+  }
+
   // --- writes -----------------------------------------------------------------------------
 
   async create(input: ApiObject, opts: WriteOptions = {}): Promise<ApiObject> {
