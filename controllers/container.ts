@@ -52,10 +52,11 @@ import { isNetworkError, type NetworkErrorCode } from '../src/network/errors';
 import { describeError, TerminalError } from './errors';
 import { splitKey, type Controller, type ReconcileContext, type Result } from './manager';
 import { ensureFinalizer, getIfExists } from './objects';
+import { CONTAINER_FINALIZER } from './finalizers';
 
 export { containerId } from './container-config';
 
-export const CONTAINER_FINALIZER = 'd2p.dev/container-cleanup';
+export { CONTAINER_FINALIZER } from './finalizers';
 export const DESIRED_STATE_ANNOTATION = 'd2p.dev/desired-state';
 /** How often a Container waiting for its image looks again, besides the Image watch. */
 export const IMAGE_RECHECK_MS = 2_000;

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { API_VERSION, DEFAULT_NAMESPACE, type OwnerReference } from '../src/api/meta';
 import { COMPOSE_LABELS, type Container, type Service, type ServiceSpec } from '../src/api/types';
 import { TerminalError } from './errors';
+import { CONTAINER_FINALIZER } from './finalizers';
 
 /** Label naming the Service a Container belongs to. */
 export const SERVICE_LABEL = 'd2p.dev/service';
@@ -133,6 +134,8 @@ export function buildContainer(service: ServiceWithSpec, desired: DesiredReplica
       },
       annotations: { ...template.metadata?.annotations, [TEMPLATE_HASH_ANNOTATION]: desired.hash },
       ownerReferences: [ownerReference(service)],
+      // Born with the Container controller's finalizer, which it would otherwise add first.
+      finalizers: [CONTAINER_FINALIZER],
     },
     spec: structuredClone(template.spec),
   };

@@ -47,6 +47,12 @@ export class FakeApi {
   private suppressWatchEvents = false;
   readonly calls: Array<{ kind: string; verb: Verb; key?: string }> = [];
 
+  /**
+   * @param opts.releasedFinalizers finalizers whose controller is not part of the test: they
+   *   are let go as soon as their object is deleted, as that controller would once done.
+   */
+  constructor(private readonly opts: { releasedFinalizers?: string[] } = {}) {}
+
   get resourceVersion(): string {
     return String(this.rv);
   }
@@ -188,6 +194,8 @@ export class FakeApi {
   }
 
   private deleteObject(kind: string, obj: ApiObject, propagation?: 'Background' | 'Orphan'): ApiObject {
+    const released = this.opts.releasedFinalizers ?? [];
+    if (obj.metadata.finalizers?.some((f) => released.includes(f))) obj.metadata.finalizers = obj.metadata.finalizers.filter((f) => !released.includes(f));
     if ((obj.metadata.finalizers ?? []).length === 0) return this.remove(kind, obj, propagation);
     if (obj.metadata.deletionTimestamp) return structuredClone(obj);
     obj.metadata.deletionTimestamp = new Date().toISOString();

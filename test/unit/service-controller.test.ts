@@ -20,6 +20,7 @@ import {
 } from '../../controllers/service';
 import { fakeReconcileContext, startFakeManager, stopManagerAndRemoveDir } from '../helpers/controller-context';
 import { FakeApi } from '../helpers/fake-client';
+import { CONTAINER_FINALIZER } from '../../controllers/finalizers';
 
 const NS = 'shop';
 const FINALIZER = 'd2p.dev/test-container-cleanup';
@@ -32,7 +33,8 @@ let manager: Manager | undefined;
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-service-'));
   paths = resolvePaths({ root: path.join(tmp, 'root') });
-  api = new FakeApi();
+  // No Container controller here: its finalizer, which the Service puts on, is let go at once.
+  api = new FakeApi({ releasedFinalizers: [CONTAINER_FINALIZER] });
 });
 
 afterEach(async () => {
@@ -149,6 +151,8 @@ describe('Service controller: replicas', () => {
         { apiVersion: 'd2p.dev/v1alpha1', kind: 'Service', name: 'web', uid: svc.metadata.uid, controller: true, blockOwnerDeletion: true },
       ]);
       expect(c.spec).toEqual(svc.spec!.template.spec);
+      // Created with the Container controller's finalizer, so it has no write to make first.
+      expect(c.metadata.finalizers).toEqual([CONTAINER_FINALIZER]);
     }
     const status = getService('web').status!;
     expect(status).toMatchObject({ replicas: 3, readyReplicas: 0, updatedReplicas: 3, templateHash: hash, observedGeneration: 1 });
