@@ -230,22 +230,30 @@ export class ContainerReconciler {
       }
     }
     const desired = desiredState(c);
+    let createdEvent: Promise<void> | undefined;
     if (!state) {
       if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
       const created = await this.create(ctx, key, id, c);
       if ('result' in created) return created.result;
       c = created.container as SpecContainer;
       state = created.state;
+      createdEvent = created.event;
     }
-    switch (state.status) {
-      case 'created':
-        if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
-        return this.start(ctx, key, id, c, desired, false);
-      case 'running':
-      case 'paused':
-        return this.whileAlive(ctx, key, id, c, state, desired);
-      case 'stopped':
-        return this.afterExit(ctx, key, id, c, state, desired);
+    try {
+      switch (state.status) {
+        case 'created':
+          if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
+          return await this.start(ctx, key, id, c, desired, false);
+        case 'running':
+        case 'paused':
+          return await this.whileAlive(ctx, key, id, c, state, desired);
+        case 'stopped':
+          return await this.afterExit(ctx, key, id, c, state, desired);
+      }
+    } finally {
+      // Written while the container starts (recording never rejects), and done by the
+      // time this reconcile is.
+      await createdEvent;
     }
   }
 
@@ -278,7 +286,7 @@ export class ContainerReconciler {
     key: string,
     id: string,
     c: SpecContainer,
-  ): Promise<{ result: Result | void } | { container: SpecContainer; state: ContainerState }> {
+  ): Promise<{ result: Result | void } | { container: SpecContainer; state: ContainerState; event: Promise<void> }> {
     const { namespace, name } = splitKey(key);
     const image = await this.findImage(ctx, c);
     if (!image) {
@@ -326,8 +334,8 @@ export class ContainerReconciler {
     const container = await this.writeStatus(ctx, c, creating);
     const state = await runtimeCall(id, () => this.runtime().create(config));
     this.recordAppliedSpec(ctx, id, c.spec);
-    await ctx.events.record(container, 'Normal', 'Created', `Created container ${name}`);
-    return { container, state };
+    const event = ctx.events.record(container, 'Normal', 'Created', `Created container ${name}`);
+    return { container, state, event };
   }
 
   private async findImage(ctx: ReconcileContext, c: SpecContainer): Promise<LocalImage | undefined> {
@@ -652,19 +660,27 @@ export class ContainerReconciler {
     const status = structuredClone(c.status ?? {});
     const isNewDeath = status.phase === 'Running' || status.phase === 'Paused' || status.phase === 'Creating' || (state.finishedAt !== undefined && status.finishedAt !== state.finishedAt);
     const exitCode = applyExit(status, state, this.now());
-    if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
     const userStopped = getCondition(c.status, CONDITION_READY)?.reason === 'Stopped';
-    if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(status)));
+    // Where the container stays down, its status goes first and the Died event after it:
+    // `run` waits for that status.
+    if (desired === 'stopped') {
+      await this.writeStatus(ctx, c, stoppedByUser(status));
+      if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
+      return;
+    }
+    if (!userStopped && !shouldRestart(c.spec.restartPolicy, c.spec.maxRetries, { exitCode, restartCount: status.restartCount ?? 0 })) {
+      status.phase = 'Exited';
+      delete status.message;
+      setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Exited', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
+      await this.writeStatus(ctx, c, status);
+      if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
+      return;
+    }
+    if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
     if (userStopped) {
       // `d2p start` after `d2p stop`: start again at once, as `docker start` does.
       this.backoff.reset(key);
       return this.start(ctx, key, id, await this.writeStatus(ctx, c, status), desired, false);
-    }
-    if (!shouldRestart(c.spec.restartPolicy, c.spec.maxRetries, { exitCode, restartCount: status.restartCount ?? 0 })) {
-      status.phase = 'Exited';
-      delete status.message;
-      setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Exited', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
-      return void (await this.writeStatus(ctx, c, status));
     }
     const deathId = state.finishedAt ?? `${state.shimPid ?? ''}:${state.startedAt ?? ''}`;
     const ranFor = state.startedAt && state.finishedAt ? Date.parse(state.finishedAt) - Date.parse(state.startedAt) : undefined;
