@@ -34,6 +34,8 @@ export interface NetworkFirewall {
 
 export interface NetHost {
   linkList(netns?: string): Link[];
+  /** Whether a link of that name is in the host's namespace: one lookup, not a list of all. */
+  linkExists(name: string): boolean;
   addrList(link: string | null, netns?: string): Address[];
   routeList(netns?: string): Route[];
   addBridge(name: string, mtu?: number): void;
@@ -60,6 +62,7 @@ export function realNetHost(options: { iptables?: string | null } = {}): NetHost
   const ns = (netns?: string) => (netns === undefined ? {} : { netns });
   return {
     linkList: (netns) => netlink.linkList(ns(netns)),
+    linkExists,
     addrList: (link, netns) => netlink.addrList(link, ns(netns)),
     routeList: (netns) => netlink.routeList({ ...ns(netns), family: 4 }),
     addBridge: (name, mtu) => netlink.linkAddBridge(name, mtu === undefined ? {} : { mtu }),
@@ -74,6 +77,16 @@ export function realNetHost(options: { iptables?: string | null } = {}): NetHost
     netnsExists: isMountedNetns,
     firewall,
   };
+}
+
+function linkExists(name: string): boolean {
+  try {
+    netlink.linkGet(name);
+    return true;
+  } catch (error) {
+    if (errnoOf(error) === 'ENODEV') return false;
+    throw error;
+  }
 }
 
 // ---------------------------------------------------------------------------- named netns

@@ -50,6 +50,10 @@ export class RecordingHost implements NetHost {
     return [...this.ns(netns).entries()].map(([name, l], index) => ({ index: index + 1, name, type: l.type, mtu: l.mtu, up: l.up, operState: l.up ? 'UP' : 'DOWN', ...(l.master ? { master: l.master } : {}) }));
   }
 
+  linkExists(name: string): boolean {
+    return this.ns(HOST_NS).has(name);
+  }
+
   addrList(link: string | null, netns = HOST_NS): Address[] {
     const byLink = this.addresses.get(netns) ?? new Map<string, string[]>();
     return [...byLink.entries()]

@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import { describe, expect, it, vi } from 'vitest';
 
 import type { Container, ContainerSpec, Network } from '../../src/api/types';
+import { hostVethName } from '../../src/network/attach';
 import { useTestDaemon } from '../helpers/daemon';
 import { inContainer } from '../helpers/process';
 import { requireSandbox } from '../helpers/sandbox-guard';
@@ -74,6 +75,11 @@ describe('containers on a d2p network', () => {
     expect(reverse.output).toContain(clientContainer.status?.ipAddresses?.netit_default);
     const bridge = network.status!.bridge!;
     for (const c of ['netit-web-1', 'netit-client-1']) await harness.client.for('Container').delete(NS, c);
+    // A Container is gone only once its veths are (their namespace's teardown takes them).
+    const names = async () => (await harness.client.for('Container').list({ namespace: NS })).items.map((c) => c.metadata.name);
+    await vi.waitFor(async () => expect((await names()).filter((n) => n === 'netit-web-1' || n === 'netit-client-1')).toEqual([]), { timeout: 30_000, interval: 50 });
+    const left = (JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
+    expect(left.filter((n) => ['netit-web-1', 'netit-client-1'].some((c) => n === hostVethName(`${NS}/${c}`, 'netit_default')))).toEqual([]);
     await harness.client.for('Network').delete(NS, 'netit_default');
     await vi.waitFor(async () => expect((await harness.client.for('Network').list({ namespace: NS })).items).toEqual([]), { timeout: 30_000, interval: 100 });
     const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[];

@@ -360,6 +360,35 @@ describe('attach and detach', () => {
     expect(host.netnsExists(attachment.netnsPath!)).toBe(false);
   });
 
+  it('detach leaves the veths to the namespace teardown, and deletes those a namespace kept alive outlives', async () => {
+    const c = await createContainer('web', { networks: [{ name: 'front' }] });
+    await networking.attach(attachRequest(c));
+    const before = host.mutations().length;
+    await networking.detach(attachRequest(c));
+    // Removing the namespace took the pair with it: no deleteLink of its own.
+    expect(host.mutations().slice(before).filter((m) => m.startsWith('deleteLink'))).toEqual([]);
+    expect(host.linkExists(hostVethName('shop/web', 'front'))).toBe(false);
+
+    // A namespace something still holds keeps its veths: after a while they are deleted, and said so.
+    const errors: Error[] = [];
+    const keeping = new (class extends RecordingHost {
+      override removeNetns(file: string): void {
+        this.calls.push(`removeNetns ${file} (kept alive)`);
+      }
+    })();
+    keeping.hostRoute('10.0.2.0/24', 'eth0');
+    host = keeping;
+    networking = new Networking({ paths, host, dns: (lookups) => (dns = new FakeDns(lookups)), ports: new PortPublisher({ onError: () => undefined }), onError: (e) => errors.push(e) });
+    await reconcile('front');
+    await networking.attach(attachRequest(c));
+    const started = Date.now();
+    await networking.detach(attachRequest(c));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    expect(keeping.mutations()).toContain(`deleteLink ${hostVethName('shop/web', 'front')}`);
+    expect(keeping.linkExists(hostVethName('shop/web', 'front'))).toBe(false);
+    expect(errors.map((e) => e.message)).toEqual([expect.stringContaining('outlived its network namespace')]);
+  });
+
   it('network_mode host needs nothing, none gets a namespace with lo only, container: joins the peer', async () => {
     const hostMode = await createContainer('h', { networkMode: 'host' });
     const calls = host.mutations().length;
