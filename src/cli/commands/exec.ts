@@ -142,7 +142,8 @@ export async function execCommand(opts: ExecOptions, ctx: CommandContext): Promi
   checkRunning(container);
   const tty = opts.tty === true;
   const size = tty && term.output.isTTY && term.output.columns && term.output.rows ? { cols: term.output.columns, rows: term.output.rows } : undefined;
-  const session = await openRuntime(ctx.paths).execStream(containerId(container), {
+  const runtime = await openRuntime(ctx.paths);
+  const session = await runtime.execStream(containerId(container), {
     args: opts.command,
     env,
     user: opts.user,

@@ -11,10 +11,11 @@ import type { Client } from '../../client';
 import type { Paths } from '../../config';
 import { parseDuration } from '../../api/duration';
 import { ContainerStateError } from '../../runtime/errors';
-import { Runtime } from '../../runtime/runtime';
+import type { Runtime } from '../../runtime/runtime';
 import type { CommandContext } from '../context';
 import { ObjectChanges } from '../changes';
 import { CliError, ReportedError } from '../io';
+import { lazy } from '../lazy';
 import { runtimeId } from '../logs-reader';
 import { COMPOSE_LABELS } from '../../api/types';
 import { findProject, sortContainers, type ProjectFlags } from './ps';
@@ -32,8 +33,13 @@ export function runtimeCgroupParent(env: Record<string, string | undefined> = pr
   return env.D2P_CGROUP_PARENT || 'd2p';
 }
 
+// The runtime (its addon, OCI bundles, shim protocol) is ~6 ms of start-up that only exec,
+// stats and a signal (kill, stop -t, rm -f) need; run, up and the others never use it.
+const runtimeModule = lazy(() => require('../../runtime/runtime'), () => import('../../runtime/runtime.js'));
+
 /** A Runtime over the daemon's state: the CLI runs as root on the same machine. */
-export function openRuntime(paths: Paths): Runtime {
+export async function openRuntime(paths: Paths): Promise<Runtime> {
+  const { Runtime } = await runtimeModule();
   return new Runtime({ stateDir: paths.containers, cgroupParent: runtimeCgroupParent() });
 }
 
@@ -337,7 +343,7 @@ async function killContainer(client: Client, c: Container, signal: string, ctx: 
 }
 
 async function signalContainer(c: Container, signal: string, ctx: CommandContext): Promise<void> {
-  const runtime = openRuntime(ctx.paths);
+  const runtime = await openRuntime(ctx.paths);
   try {
     await runtime.kill(containerId(c), /^\d+$/.test(signal) ? Number(signal) : signal);
   } catch (err) {

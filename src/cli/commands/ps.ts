@@ -7,10 +7,9 @@ import * as path from 'node:path';
 import { DEFAULT_NAMESPACE } from '../../api/meta';
 import { COMPOSE_LABELS, type Container, type Image, type ImageConfig } from '../../api/types';
 import type { Client } from '../../client';
-import { ComposeError } from '../../compose/errors';
-import { resolveProjectName } from '../../compose/project';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
+import { lazy } from '../lazy';
 import { formatPorts, renderTable } from '../printers';
 
 // ------------------------------------------------------------------------------ project
@@ -41,6 +40,13 @@ export interface ResolveOptions {
   env?: Record<string, string | undefined>;
 }
 
+// findProject's Compose modules are loaded when it runs: ~3 ms to name a project, ~35 ms
+// more (the parser and yaml) to read the name from a file; run and the commands given
+// container names need neither.
+const composeErrorsModule = lazy(() => require('../../compose/errors'), () => import('../../compose/errors.js'));
+const composeProjectModule = lazy(() => require('../../compose/project'), () => import('../../compose/project.js'));
+const composeModule = lazy(() => require('../../compose'), () => import('../../compose/index.js'));
+
 /**
  * The project (= namespace) a command is about: -p, else the project of -f or of the
  * Compose file found from the current directory (its `name:`, COMPOSE_PROJECT_NAME or
@@ -49,14 +55,12 @@ export interface ResolveOptions {
 export async function findProject(flags: ProjectFlags, opts: ResolveOptions = {}): Promise<string | undefined> {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
+  const { ComposeError } = await composeErrorsModule();
   try {
-    if (flags.projectName) return resolveProjectName({ explicit: flags.projectName, env: {}, projectDir: cwd });
+    if (flags.projectName) return (await composeProjectModule()).resolveProjectName({ explicit: flags.projectName, env: {}, projectDir: cwd });
     const files = flags.files && flags.files.length > 0 ? flags.files : [findComposeFile(cwd)].filter((f): f is string => f !== undefined);
     if (files.length === 0) return env.COMPOSE_PROJECT_NAME || undefined;
-    // Loaded here, not with the module: the Compose parser (and yaml) is ~35 ms that
-    // commands naming a container or passing -p never need.
-    // (import(), not require(): vitest runs this file from TypeScript source.)
-    const { loadCompose } = await import('../../compose/index.js');
+    const { loadCompose } = await composeModule();
     return (await loadCompose({ files, env, profiles: flags.profiles })).project;
   } catch (err) {
     if (err instanceof ComposeError) throw new CliError(err.message, { code: err.code, cause: err });

@@ -18,8 +18,9 @@ import { imageObjectName } from '../../api/object-names';
 import type { CommandContext } from '../context';
 import { ObjectChanges } from '../changes';
 import { CliError } from '../io';
+import { lazy } from '../lazy';
 import * as fs from 'node:fs';
-import { attach as attachSocket, attachSocketPath, type AttachSession } from '../../runtime/attach';
+import type { AttachSession } from '../../runtime/attach';
 import { bridgeTerminal, NOT_A_TTY, parseEnvFlags, pipeToWriter, type TerminalBridge, type TerminalStreams } from './exec';
 import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState } from './lifecycle';
 import { PrefixedPrinter, ProjectFollower } from './logs';
@@ -328,6 +329,9 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
 
 const OUTPUT_DRAIN_MS = 2000;
 
+// The shim's attach client is ~1 ms of start-up that only -t and -i use.
+const attachModule = lazy(() => require('../../runtime/attach'), () => import('../../runtime/attach.js'));
+
 /**
  * docker run -i/-t's attachment: once the container runs, connects to its shim's
  * attach.sock, forwards our stdin (raw with -it) and window size, and with -t copies the
@@ -351,6 +355,7 @@ class SessionAttacher {
 
   async tryAttach(): Promise<void> {
     if (this.socket) return;
+    const { attach: attachSocket, attachSocketPath } = await attachModule();
     const socketPath = attachSocketPath(this.ctx.paths.containers, containerId(this.container));
     // The shim creates it before the container is recorded as running.
     if (!fs.existsSync(socketPath)) return;

@@ -113,7 +113,7 @@ async function targets(client: Client, opts: StatsOptions): Promise<Container[]>
 
 export async function statsCommand(opts: StatsOptions, ctx: CommandContext): Promise<number> {
   const client = await ctx.client();
-  const runtime = openRuntime(ctx.paths);
+  const runtime = await openRuntime(ctx.paths);
   const previous = new Map<string, Sample>();
   const sample = async (c: Container): Promise<Sample | undefined> => {
     if (!isRunning(c)) return undefined;
