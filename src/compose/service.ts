@@ -21,6 +21,7 @@ import {
   type Ulimit,
   type UlimitName,
 } from '../api/types';
+import { isKnownSignal } from '../runtime/signals';
 import { ComposeError, type KeyPath, type Pos, type WarningSink } from './errors';
 import { parseDotenv } from './dotenv';
 import { readTextFile } from './errors';
@@ -286,7 +287,12 @@ function setStrings(spec: ContainerSpec, service: MapNode, at: KeyPath): void {
   const domainname = optional(service, 'domainname', at, readString);
   if (domainname !== undefined && domainname !== '') spec.domainname = domainname;
   const stopSignal = optional(service, 'stop_signal', at, readString);
-  if (stopSignal !== undefined) spec.stopSignal = stopSignal;
+  if (stopSignal !== undefined) {
+    // Refused here, as Docker refuses it at create: a signal nothing can send would leave
+    // the container impossible to stop.
+    if (!isKnownSignal(stopSignal)) fail(get(service, 'stop_signal')!, [...at, 'stop_signal'], `invalid signal ${JSON.stringify(stopSignal)} (expected a signal name such as SIGTERM or TERM, or a number 1-64)`);
+    spec.stopSignal = stopSignal;
+  }
   const grace = optional(service, 'stop_grace_period', at, readDuration);
   if (grace !== undefined) spec.stopGracePeriod = grace;
 }

@@ -23,7 +23,7 @@ import { ANNOTATION, buildOciConfig, DEFAULT_STOP_GRACE, hostsFile, mergeEnv, re
 import { attachSocketPath } from './attach';
 import { collectSession, startExecSession } from './exec-session';
 import { runShim } from './shim';
-import { signalName, signalNumber } from './signals';
+import { isKnownSignal, signalName, signalNumber } from './signals';
 import type { ContainerConfig, ContainerState, ContainerStats, ExecOptions, ExecResult, ExecSession, ExecStreamOptions, ExitStatus } from './types';
 import { resolveUser } from './user';
 
@@ -157,6 +157,10 @@ export class Runtime {
   /** Prepares bundle, rootfs dirs and /etc files; no process yet (docker create). */
   async create(config: ContainerConfig): Promise<ContainerState> {
     const dir = this.dirOf(config.id);
+    // Checked now, as Docker checks it at create: found only at stop, it made the container
+    // impossible to stop or delete.
+    const stopSignal = config.stopSignal ?? config.image?.stopSignal;
+    if (stopSignal !== undefined && !isKnownSignal(stopSignal)) throw new InvalidSpecError(config.id, 'stopSignal', `unknown signal ${JSON.stringify(stopSignal)}`);
     try {
       fs.mkdirSync(dir.dir, { mode: 0o700 });
     } catch (e) {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { shimPath } from '../../addon/index';
-import { ContainerNotFoundError, ContainerStateError, Runtime, ShimError } from '../../src/runtime/index';
+import { ContainerNotFoundError, ContainerStateError, InvalidSpecError, Runtime, ShimError } from '../../src/runtime/index';
 import { readJsonLog, runtimeHarness, sh } from '../helpers/runtime-harness';
 import { requireSandbox } from '../helpers/sandbox-guard';
 import { until } from '../helpers/wait';
@@ -164,6 +164,16 @@ describe('lifecycle', () => {
     await harness.runtime.run(container('stop', ['sleep', '30'], { stopGracePeriod: '300ms' }));
     const s = await harness.runtime.stop('stop');
     expect(s).toMatchObject({ status: 'stopped', exitCode: 137, signal: 'SIGKILL' });
+  });
+
+  it('refuses a stop signal it could never send at create, leaving nothing behind', async () => {
+    const refused = harness.runtime.create(container('badsig', ['sleep', '30'], { stopSignal: 'NOT-A-SIGNAL' }));
+    await expect(refused).rejects.toBeInstanceOf(InvalidSpecError);
+    await expect(refused).rejects.toThrow(/stopSignal.*NOT-A-SIGNAL/);
+    await expect(harness.runtime.state('badsig')).rejects.toBeInstanceOf(ContainerNotFoundError);
+    // A name or a number in range is one it can send.
+    await harness.runtime.create(container('goodsig', ['true'], { stopSignal: 'usr1' }));
+    await harness.runtime.delete('goodsig');
   });
 
   it('refuses to start a running container twice', async () => {
