@@ -239,8 +239,12 @@ export class CgroupManager {
 
   /** Removes the parent cgroup itself (tests, uninstall); it must be empty. */
   removeParent(): void {
-    const dirs = this.version === 2 ? [path.join(this.root, this.parent)] : [...new Set(this.mounts.values())].map((m) => path.join(m, this.parent));
-    for (const dir of dirs) removeCgroupDir(this.parent, dir);
+    for (const dir of this.parentDirs()) removeCgroupDir(this.parent, dir);
+  }
+
+  /** The parent's directory in each hierarchy (one on v2). */
+  parentDirs(): string[] {
+    return this.version === 2 ? [path.join(this.root, this.parent)] : [...new Set(this.mounts.values())].map((m) => path.join(m, this.parent));
   }
 }
 
