@@ -235,6 +235,25 @@ describe('Compose commands on the real runtime', () => {
     expect((await psJson()).length).toBe(0);
   });
 
+  it('up refuses an invalid Compose file at its line, and a manifest, and applies nothing', async () => {
+    const bad = path.join(harness.tmp, 'bad');
+    fs.mkdirSync(bad);
+    // The loader converts it; the schema the server checks refuses it.
+    fs.writeFileSync(path.join(bad, 'compose.yaml'), `name: wlbad\nservices:\n  ok:\n    image: ${IMAGE}\n  broken:\n    image: ${IMAGE}\n    dns: ['not-an-ip']\n`);
+    const refused = await call(upCommand, { cwd: bad, detach: true, wait: true });
+    expect(refused.status).not.toBe(0);
+    expect(refused.err).toMatch(/compose\.yaml:5:3: services\.broken: .*dns\[0\]: must be an IPv4 or IPv6 address/);
+    expect(refused.err).toContain('nothing was applied');
+    for (const kind of ['Service', 'Container', 'Network'] as const) expect((await harness.client.for(kind).list({ namespace: 'wlbad' })).items).toEqual([]);
+
+    const manifest = path.join(bad, 'volume.yaml');
+    fs.writeFileSync(manifest, 'apiVersion: d2p.dev/v1alpha1\nkind: Volume\nmetadata:\n  name: wlbad-data\n  namespace: wlbad\n');
+    const notCompose = await call(upCommand, { cwd: bad, files: [path.join(bad, 'compose.yaml'), manifest], detach: true });
+    expect(notCompose.status).not.toBe(0);
+    expect(notCompose.err).toContain('up takes Compose files');
+    expect((await harness.client.for('Volume').list({ namespace: 'wlbad' })).items).toEqual([]);
+  });
+
   it('down -v removes containers, networks and volumes, and no process is left', async () => {
     const down = await call(downCommand, { ...project, volumes: true });
     expect(down.status).toBe(0);

@@ -27,6 +27,11 @@ export async function applyCommand(opts: ApplyOptions, ctx: CommandContext): Pro
   }
   // Without a server to ask (client dry run), Compose objects are validated here too.
   const objects = await loadObjects(opts, ctx.io, { validate: true, serverValidatesCompose: dryRun !== 'client' });
+  return applyObjects(objects, dryRun, ctx);
+}
+
+/** The second half of apply, for objects already read (up reads its project once for both). */
+export async function applyObjects(objects: readonly ManifestObject[], dryRun: DryRunStrategy, ctx: CommandContext): Promise<number> {
   if (dryRun === 'client') {
     // Without asking the server there is no knowing created from configured: say what was checked.
     for (const m of objects) ctx.io.stdout.write(`${nameOf(m.object)} valid (client dry run)\n`);
