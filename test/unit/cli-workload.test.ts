@@ -2,6 +2,7 @@
 // prefixing, --tail/--since and following, run's flags → Container spec, names, stats and
 // top formatting, up's --wait verdicts, down's plan, project resolution, and the CLI's
 // argument parsing of the new commands.
+import { CONTAINER_FINALIZER } from '../../controllers/finalizers';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -310,6 +311,8 @@ describe('run flags', () => {
       { cwd: '/home/me/proj', env: { FROM_ENV: 'here' }, name: 'happy_turing' },
     );
     expect(objects.container.metadata).toMatchObject({ name: 'happy_turing', namespace: 'default', labels: { 'd2p.dev/run': 'true' } });
+    // Created with the Container controller's finalizer, so it has no write to make first.
+    expect(objects.container.metadata.finalizers).toEqual([CONTAINER_FINALIZER]);
     expect(objects.container.spec).toEqual({
       image: 'busybox:1.36',
       entrypoint: ['/bin/sh'],

@@ -15,6 +15,7 @@ import { API_VERSION, DEFAULT_NAMESPACE } from '../../api/meta';
 import type { Container, ContainerSpec, Image, Mount, PortMapping, RestartPolicy, Volume } from '../../api/types';
 import type { Client } from '../../client';
 import { imageObjectName } from '../../api/object-names';
+import { CONTAINER_FINALIZER } from '../../../controllers/finalizers';
 import type { CommandContext } from '../context';
 import { ObjectChanges } from '../changes';
 import { CliError } from '../io';
@@ -198,7 +199,8 @@ export function buildRunObjects(flags: RunFlags, opts: { cwd: string; env?: Reco
     throw new CliError('conflicting options: cannot specify both --restart and --rm', { code: 'D2P_USAGE' });
   }
   const labels = { [RUN_LABEL]: 'true' };
-  const container: Container = { apiVersion: API_VERSION, kind: 'Container', metadata: { name: opts.name, namespace: DEFAULT_NAMESPACE, labels }, spec };
+  // Born with the Container controller's finalizer, which it would otherwise add first.
+  const container: Container = { apiVersion: API_VERSION, kind: 'Container', metadata: { name: opts.name, namespace: DEFAULT_NAMESPACE, labels, finalizers: [CONTAINER_FINALIZER] }, spec };
   const image: Image = {
     apiVersion: API_VERSION,
     kind: 'Image',
