@@ -44,10 +44,10 @@ function loadNetworkLibrary() {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-bench-ports-'));
   try {
     require('esbuild').buildSync({
-      entryPoints: { 'port-forward': path.join(repo, 'src/network/port-forward.ts'), nat: path.join(repo, 'src/network/nat.ts') },
+      entryPoints: { 'port-forward': path.join(repo, 'src/network/port-forward.ts'), nat: path.join(repo, 'src/network/nat.ts'), iptables: path.join(repo, 'src/network/iptables.ts') },
       bundle: true, platform: 'node', format: 'cjs', outdir: out, logLevel: 'error',
     });
-    return { ...require(path.join(out, 'port-forward.js')), ...require(path.join(out, 'nat.js')) };
+    return { ...require(path.join(out, 'port-forward.js')), ...require(path.join(out, 'nat.js')), ...require(path.join(out, 'iptables.js')) };
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
@@ -247,7 +247,7 @@ async function main() {
   } finally {
     await withNat.closeAll();
     await proxyOnly.closeAll();
-    nat.removeAll();
+    await nat.removeAll();
     if (server) {
       server.kill('SIGKILL');
       await new Promise((resolve) => server.once('exit', resolve));

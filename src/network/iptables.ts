@@ -1,14 +1,13 @@
 // The iptables binary (iptables-nft or legacy) as both users of it run it: the bridge
-// rules of networks (netns.ts) and the DNAT of published ports (nat.ts).
-import { execFile, execFileSync } from 'node:child_process';
+// rules of networks (netns.ts) and the DNAT of published ports (nat.ts). Both read the
+// tables with one iptables-save, work out what is missing or left over, and write it with
+// one iptables-restore, so the helpers for that live here too.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
 import { NetworkError, errnoOf } from './errors';
-
-/** Runs iptables with these arguments and returns stdout; throws IptablesExitError on failure. */
-export type IptablesRun = (args: string[]) => string;
 
 export class IptablesExitError extends NetworkError {
   readonly status: number | null;
@@ -54,9 +53,9 @@ export function findIptables(searchPath = process.env.PATH ?? ''): string | unde
 
 /** What a failed child process left: its exit status (null when it never ran, e.g. ENOENT) and its stderr, else Node's message. */
 function failureOf(error: unknown): { status: number | null; stderr: string } {
-  const failed = error as { status?: unknown; code?: unknown; stderr?: unknown };
-  // execFileSync reports the exit status as `status`, execFile as a numeric `code`.
-  const status = typeof failed.status === 'number' ? failed.status : typeof failed.code === 'number' ? failed.code : null;
+  const failed = error as { code?: unknown; stderr?: unknown };
+  // execFile reports the exit status as a numeric `code`, and a failure to start as a string one (ENOENT).
+  const status = typeof failed.code === 'number' ? failed.code : null;
   const stderr = typeof failed.stderr === 'string' && failed.stderr.trim() !== '' ? failed.stderr : (error as Error).message;
   return { status, stderr };
 }
@@ -69,30 +68,9 @@ function exitError(args: string[], error: unknown, program = 'iptables'): Iptabl
 // -w: wait for the xtables lock instead of failing while another tool holds it.
 const WAIT_FOR_LOCK = '-w';
 
-export function runIptables(binary: string): IptablesRun {
-  return (args) => {
-    try {
-      return execFileSync(binary, [WAIT_FOR_LOCK, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (error) {
-      throw exitError(args, error);
-    }
-  };
-}
-
-/** `iptables -C …` and `-S CHAIN` exit 1 when the rule or chain does not exist (iptables(8)); any other failure is one. */
+/** `iptables -C …` exits 1 when the rule or chain does not exist (iptables(8)); any other failure is one. */
 function isNotFound(error: unknown): boolean {
   return error instanceof IptablesExitError && error.status === 1;
-}
-
-/** `iptables -t TABLE -C …` and `-S CHAIN` exit 1 when the rule or chain does not exist (iptables(8)). */
-export function iptablesHas(run: IptablesRun, table: string, args: string[]): boolean {
-  try {
-    run(['-t', table, ...args]);
-    return true;
-  } catch (error) {
-    if (isNotFound(error)) return false;
-    throw error;
-  }
 }
 
 /**
@@ -203,4 +181,191 @@ export function parseIptablesSave(text: string): Map<string, SavedTable> {
     }
   }
   return tables;
+}
+
+// ---------------------------------------------------------------------------- read, compare, write
+
+export type IptablesTable = 'filter' | 'nat';
+
+/** One rule in one chain; `spec` is written as iptables-save prints it, so the text can be looked up in a save. */
+export interface IptablesRule {
+  table: IptablesTable;
+  chain: string;
+  spec: string[];
+  /**
+   * A word every equivalent rule's saved line holds however iptables orders it: an
+   * interface (names are printed as given), an address or the jump target.
+   */
+  anchor: string;
+  /** Inserted as the chain's first rule instead of appended. */
+  first?: boolean;
+}
+
+/** Words that iptables-restore reads as one token each: a space or quote would split a line or start a new one. */
+const RESTORE_TOKEN = /^[^\s"'#]+$/;
+
+/** The line iptables-save prints for a rule (and iptables-restore reads). */
+export function savedLine(rule: IptablesRule): string {
+  return ['-A', rule.chain, ...rule.spec].join(' ');
+}
+
+/** The iptables-restore input of a change, table by table (in the order first written to): `*table`, its lines, `COMMIT`. */
+export class RestoreInput {
+  private readonly tables = new Map<IptablesTable, string[]>();
+
+  add(table: IptablesTable, words: string[]): void {
+    const bad = words.find((word) => !RESTORE_TOKEN.test(word));
+    if (bad !== undefined) throw new NetworkError('D2P_NETWORK_INVALID', `firewall rule word ${JSON.stringify(bad)} (in "${words.join(' ')}") cannot be written to iptables-restore: it holds a space, quote or #`);
+    const lines = this.tables.get(table) ?? [];
+    lines.push(words.join(' '));
+    this.tables.set(table, lines);
+  }
+
+  /**
+   * Only for a chain that does not exist: iptables-restore flushes a declared chain even
+   * with --noflush.
+   */
+  declareChain(table: IptablesTable, chain: string): void {
+    this.add(table, [`:${chain}`, '-', '[0:0]']);
+  }
+
+  addRule(rule: IptablesRule): void {
+    this.add(rule.table, rule.first ? ['-I', rule.chain, '1', ...rule.spec] : ['-A', rule.chain, ...rule.spec]);
+  }
+
+  get empty(): boolean {
+    return this.tables.size === 0;
+  }
+
+  toString(): string {
+    return [...this.tables].map(([table, lines]) => [`*${table}`, ...lines, 'COMMIT'].join('\n')).join('\n') + '\n';
+  }
+}
+
+/** What one iptables-save showed of the tables our chains live in. */
+export class IptablesState {
+  private readonly tables: Map<string, SavedTable>;
+
+  /** `ownChains`: the chains of the caller, which a rule may jump to only once they exist. */
+  constructor(
+    saved: string,
+    private readonly ownChains: ReadonlySet<string>,
+  ) {
+    this.tables = parseIptablesSave(saved);
+  }
+
+  hasChain(table: IptablesTable, chain: string): boolean {
+    return this.tables.get(table)?.chains.has(chain) ?? false;
+  }
+
+  /** How often the rule is in the save, textually: iptables happily holds duplicates. */
+  count(rule: IptablesRule): number {
+    const line = savedLine(rule);
+    return (this.tables.get(rule.table)?.rules ?? []).filter((saved) => saved === line).length;
+  }
+
+  /** The saved lines of a chain. */
+  rulesOf(table: IptablesTable, chain: string): string[] {
+    return (this.tables.get(table)?.rules ?? []).filter((line) => line.startsWith(`-A ${chain} `));
+  }
+
+  /**
+   * The saved lines of a chain once a change deleting `deleted` (lines `TABLE -A …`, one
+   * per copy) is applied.
+   */
+  rulesLeft(table: IptablesTable, chain: string, deleted: readonly string[]): string[] {
+    const toDelete = [...deleted];
+    return this.rulesOf(table, chain).filter((line) => {
+      const index = toDelete.indexOf(`${table} ${line}`);
+      if (index >= 0) toDelete.splice(index, 1);
+      return index < 0;
+    });
+  }
+
+  /** The lines of `hook` that jump to `target`, whatever their matches (a jump of an older version too). */
+  jumpsTo(table: IptablesTable, hook: string, target: string): string[] {
+    return this.rulesOf(table, hook).filter((line) => {
+      const words = line.split(' ');
+      return words[words.length - 2] === '-j' && words[words.length - 1] === target;
+    });
+  }
+
+  /**
+   * Whether the rule may be in the tables although not verbatim: its chain and, for a jump
+   * to one of ours, its target exist (`iptables -C` of a jump to a missing chain fails
+   * rather than saying no), and a line of the chain outside `known` (the lines of the rules
+   * at hand) names the rule's anchor.
+   */
+  mayHoldInOtherForm(rule: IptablesRule, known: ReadonlySet<string>): boolean {
+    const target = rule.spec[rule.spec.indexOf('-j') + 1];
+    if (!this.hasChain(rule.table, rule.chain) || (this.ownChains.has(target) && !this.hasChain(rule.table, target))) return false;
+    return this.rulesOf(rule.table, rule.chain).some((line) => !known.has(line) && line.split(' ').includes(rule.anchor));
+  }
+}
+
+/** `iptables -C` of the rule, which compares rules, not text. */
+function ruleExists(tools: Pick<IptablesTools, 'run'>, rule: IptablesRule): Promise<boolean> {
+  return iptablesHasAsync(tools, rule.table, ['-C', rule.chain, ...rule.spec]);
+}
+
+/**
+ * Not in the save verbatim but there per `iptables -C` (a subnet written as 172.18.0.1/16,
+ * an iptables that orders matches differently): a formatting difference must neither add a
+ * rule twice nor leave one behind. Asked only when some unexplained line could be it, so a
+ * usual save costs no iptables process.
+ */
+async function presentInOtherForm(tools: Pick<IptablesTools, 'run'>, state: IptablesState, rule: IptablesRule, known: ReadonlySet<string>): Promise<boolean> {
+  return state.count(rule) === 0 && state.mayHoldInOtherForm(rule, known) && (await ruleExists(tools, rule));
+}
+
+/** In the tables verbatim, or in another form per `iptables -C`. */
+export async function ruleHeld(tools: Pick<IptablesTools, 'run'>, state: IptablesState, rule: IptablesRule, known: ReadonlySet<string>): Promise<boolean> {
+  return state.count(rule) > 0 || (await presentInOtherForm(tools, state, rule, known));
+}
+
+/**
+ * Deletes, with `iptables -D` one copy at a time, the rules present only in another form:
+ * the save cannot tell how many copies of them there are. True when it deleted one, so the
+ * caller reads the tables again.
+ */
+export async function deleteOtherForms(tools: Pick<IptablesTools, 'run'>, state: IptablesState, rules: readonly IptablesRule[]): Promise<boolean> {
+  const known = new Set(rules.map(savedLine));
+  const otherForm = (await Promise.all(rules.map(async (rule) => ((await presentInOtherForm(tools, state, rule, known)) ? rule : undefined)))).filter((rule) => rule !== undefined);
+  for (const rule of otherForm) while (await ruleExists(tools, rule)) await tools.run(['-t', rule.table, '-D', rule.chain, ...rule.spec]);
+  return otherForm.length > 0;
+}
+
+/** Adds a `-D` of every saved copy of the rules; returns the deleted lines (`TABLE -A …`) for IptablesState.rulesLeft. */
+export function deleteEveryCopy(state: IptablesState, rules: readonly IptablesRule[], changes: RestoreInput): string[] {
+  const deleted: string[] = [];
+  for (const rule of rules) {
+    for (let copy = 0; copy < state.count(rule); copy++) {
+      changes.add(rule.table, ['-D', rule.chain, ...rule.spec]);
+      deleted.push(`${rule.table} ${savedLine(rule)}`);
+    }
+  }
+  return deleted;
+}
+
+/** Adds the `-D` of every jump from `hooks` to `chain`, whatever its matches (a chain still referenced cannot go). */
+export function deleteJumpsTo(state: IptablesState, table: IptablesTable, chain: string, hooks: readonly string[], changes: RestoreInput): void {
+  for (const hook of hooks) for (const line of state.jumpsTo(table, hook, chain)) changes.add(table, ['-D', ...line.split(' ').slice(1)]);
+}
+
+/**
+ * Runs operations on the tables one at a time: two that both found a chain missing would
+ * both declare it, and iptables-restore flushes a declared chain even with --noflush.
+ */
+export class OneAtATime {
+  private pending: Promise<unknown> = Promise.resolve();
+
+  run<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.pending.then(operation);
+    // The next operation waits for this one to end, not to succeed; its caller gets the error.
+    this.pending = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
 }

@@ -10,7 +10,21 @@ import { addon, MNT_DETACH } from '../../addon/index';
 import * as netlink from '../../addon/netlink';
 import type { Address, Link, Route, RouteSpec } from '../../addon/netlink';
 import { NetworkError, errnoOf } from './errors';
-import { findIptables, iptablesHasAsync, iptablesTools, parseIptablesSave, type IptablesTools, type SavedTable } from './iptables';
+import {
+  IptablesState,
+  OneAtATime,
+  RestoreInput,
+  deleteEveryCopy,
+  deleteJumpsTo,
+  deleteOtherForms,
+  findIptables,
+  iptablesTools,
+  ruleHeld,
+  savedLine,
+  type IptablesRule,
+  type IptablesTable,
+  type IptablesTools,
+} from './iptables';
 
 export type { Address, Link, Route, RouteSpec } from '../../addon/netlink';
 
@@ -148,102 +162,21 @@ export const ISOLATION_STAGE_1 = 'D2P-ISOLATION-1';
 export const ISOLATION_STAGE_2 = 'D2P-ISOLATION-2';
 export const POSTROUTING_CHAIN = 'D2P-POSTROUTING';
 
-type FirewallTable = 'filter' | 'nat';
-
-/** One rule in one chain; `spec` is written as iptables-save prints it, so the text can be looked up in a save. */
-interface FirewallRule {
-  table: FirewallTable;
-  chain: string;
-  spec: string[];
-  /**
-   * A word every equivalent rule's saved line holds however iptables orders it: the bridge
-   * (interface names are printed as given) or the jump target.
-   */
-  anchor: string;
-  /** Inserted as the chain's first rule instead of appended. */
-  first?: boolean;
-}
-
-const D2P_CHAINS: ReadonlyArray<readonly [FirewallTable, string]> = [
+const D2P_CHAINS: ReadonlyArray<readonly [IptablesTable, string]> = [
   ['filter', FORWARD_CHAIN],
   ['filter', ISOLATION_STAGE_1],
   ['filter', ISOLATION_STAGE_2],
   ['nat', POSTROUTING_CHAIN],
 ];
-const D2P_CHAIN_NAMES = new Set(D2P_CHAINS.map(([, chain]) => chain));
+const D2P_CHAIN_NAMES: ReadonlySet<string> = new Set(D2P_CHAINS.map(([, chain]) => chain));
 
 /** The isolation jump is first in D2P-FORWARD and D2P-FORWARD first in FORWARD, as Docker's are. */
-const ISOLATION_JUMP: FirewallRule = { table: 'filter', chain: FORWARD_CHAIN, spec: ['-j', ISOLATION_STAGE_1], anchor: ISOLATION_STAGE_1, first: true };
+const ISOLATION_JUMP: IptablesRule = { table: 'filter', chain: FORWARD_CHAIN, spec: ['-j', ISOLATION_STAGE_1], anchor: ISOLATION_STAGE_1, first: true };
 /** The jumps from the kernel's hooks into our chains: what makes the chains take effect. */
-const HOOK_JUMPS: readonly FirewallRule[] = [
+const HOOK_JUMPS: readonly IptablesRule[] = [
   { table: 'filter', chain: 'FORWARD', spec: ['-j', FORWARD_CHAIN], anchor: FORWARD_CHAIN, first: true },
   { table: 'nat', chain: 'POSTROUTING', spec: ['-j', POSTROUTING_CHAIN], anchor: POSTROUTING_CHAIN },
 ];
-
-/** Words that iptables-restore reads as one token each: a space or quote would split a line or start a new one. */
-const RESTORE_TOKEN = /^[^\s"'#]+$/;
-
-/** The line iptables-save prints for a rule (and iptables-restore reads). */
-function savedLine(rule: FirewallRule): string {
-  return ['-A', rule.chain, ...rule.spec].join(' ');
-}
-
-/** The iptables-restore input of a change, table by table: `*table`, its lines, `COMMIT`. */
-class RestoreInput {
-  private readonly tables = new Map<FirewallTable, string[]>();
-
-  add(table: FirewallTable, words: string[]): void {
-    const bad = words.find((word) => !RESTORE_TOKEN.test(word));
-    if (bad !== undefined) throw new NetworkError('D2P_NETWORK_INVALID', `firewall rule word ${JSON.stringify(bad)} (in "${words.join(' ')}") cannot be written to iptables-restore: it holds a space, quote or #`);
-    const lines = this.tables.get(table) ?? [];
-    lines.push(words.join(' '));
-    this.tables.set(table, lines);
-  }
-
-  get empty(): boolean {
-    return this.tables.size === 0;
-  }
-
-  toString(): string {
-    return [...this.tables].map(([table, lines]) => [`*${table}`, ...lines, 'COMMIT'].join('\n')).join('\n') + '\n';
-  }
-}
-
-/** What one iptables-save showed of the tables our chains live in. */
-class FirewallState {
-  private readonly tables: Map<string, SavedTable>;
-
-  constructor(saved: string) {
-    this.tables = parseIptablesSave(saved);
-  }
-
-  hasChain(table: FirewallTable, chain: string): boolean {
-    return this.tables.get(table)?.chains.has(chain) ?? false;
-  }
-
-  /** How often the rule is in the save, textually: iptables happily holds duplicates. */
-  count(rule: FirewallRule): number {
-    const line = savedLine(rule);
-    return (this.tables.get(rule.table)?.rules ?? []).filter((saved) => saved === line).length;
-  }
-
-  /** The saved lines of a chain. */
-  rulesOf(table: FirewallTable, chain: string): string[] {
-    return (this.tables.get(table)?.rules ?? []).filter((line) => line.startsWith(`-A ${chain} `));
-  }
-
-  /**
-   * Whether the rule may be in the tables although not verbatim: its chain and, for a jump
-   * to one of ours, its target exist (`iptables -C` of a jump to a missing chain fails
-   * rather than saying no), and a line of the chain outside `known` (the lines of the rules
-   * at hand) names the rule's anchor.
-   */
-  mayHoldInOtherForm(rule: FirewallRule, known: ReadonlySet<string>): boolean {
-    const target = rule.spec[rule.spec.indexOf('-j') + 1];
-    if (!this.hasChain(rule.table, rule.chain) || (D2P_CHAIN_NAMES.has(target) && !this.hasChain(rule.table, target))) return false;
-    return this.rulesOf(rule.table, rule.chain).some((line) => !known.has(line) && line.split(' ').includes(rule.anchor));
-  }
-}
 
 /**
  * Docker's bridge rules (moby libnetwork/drivers/bridge/setup_ip_tables.go), in chains of
@@ -262,11 +195,7 @@ class FirewallState {
 export class IptablesFirewall implements NetworkFirewall {
   /** Rule sets this process has checked, by bridge: the fingerprint and when. */
   private readonly verified = new Map<string, { fingerprint: string; at: number }>();
-  /**
-   * The operation in progress. One at a time: two that both found a chain missing would
-   * both declare it, and iptables-restore flushes a declared chain even with --noflush.
-   */
-  private pending: Promise<unknown> = Promise.resolve();
+  private readonly queue = new OneAtATime();
 
   constructor(
     private readonly tools: IptablesTools,
@@ -280,48 +209,32 @@ export class IptablesFirewall implements NetworkFirewall {
    * someone deleted by hand.
    */
   ensureBridgeRules(rules: BridgeRules): Promise<void> {
-    return this.oneAtATime(async () => {
+    return this.queue.run(async () => {
       const fingerprint = JSON.stringify([rules.subnet, rules.internal]);
       const now = (this.options.now ?? Date.now)();
       const last = this.verified.get(rules.bridge);
       if (last?.fingerprint === fingerprint && now - last.at < (this.options.recheckMs ?? FIREWALL_RECHECK_MS)) return;
-      const state = new FirewallState(await this.tools.save());
+      const state = await this.readState();
       const changes = new RestoreInput();
-      // Only chains that do not exist: declaring an existing one would flush it.
-      for (const [table, chain] of D2P_CHAINS) if (!state.hasChain(table, chain)) changes.add(table, [`:${chain}`, '-', '[0:0]']);
+      for (const [table, chain] of D2P_CHAINS) if (!state.hasChain(table, chain)) changes.declareChain(table, chain);
       const wanted = [ISOLATION_JUMP, ...HOOK_JUMPS, ...this.rulesOf(rules)];
       const known = new Set(wanted.map(savedLine));
-      const present = await Promise.all(wanted.map(async (rule) => state.count(rule) > 0 || (await this.isPresentInOtherForm(state, rule, known))));
-      for (const rule of wanted.filter((_, index) => !present[index])) {
-        changes.add(rule.table, rule.first ? ['-I', rule.chain, '1', ...rule.spec] : ['-A', rule.chain, ...rule.spec]);
-      }
+      const present = await Promise.all(wanted.map((rule) => ruleHeld(this.tools, state, rule, known)));
+      for (const rule of wanted.filter((_, index) => !present[index])) changes.addRule(rule);
       if (!changes.empty) await this.tools.restore(changes.toString());
       this.verified.set(rules.bridge, { fingerprint, at: now });
     });
   }
 
   removeBridgeRules(rules: BridgeRules): Promise<void> {
-    return this.oneAtATime(async () => {
+    return this.queue.run(async () => {
       this.verified.delete(rules.bridge);
       // Both variants: a network whose `internal` changed still has the other kind's rules.
       const ours = uniqueRules([...this.rulesOf({ ...rules, internal: true }), ...this.rulesOf({ ...rules, internal: false })]);
-      const known = new Set(ours.map(savedLine));
-      let state = new FirewallState(await this.tools.save());
-      const otherForm = (await Promise.all(ours.map(async (rule) => ((await this.isPresentInOtherForm(state, rule, known)) ? rule : undefined)))).filter((rule) => rule !== undefined);
-      if (otherForm.length > 0) {
-        // Rules iptables prints in another form than ours (seen only by -C) cannot be told
-        // apart in the save; delete them one by one, then read the tables again.
-        for (const rule of otherForm) while (await this.has(rule)) await this.tools.run(['-t', rule.table, '-D', rule.chain, ...rule.spec]);
-        state = new FirewallState(await this.tools.save());
-      }
+      let state = await this.readState();
+      if (await deleteOtherForms(this.tools, state, ours)) state = await this.readState();
       const changes = new RestoreInput();
-      const deleted: string[] = [];
-      for (const rule of ours) {
-        for (let copy = 0; copy < state.count(rule); copy++) {
-          changes.add(rule.table, ['-D', rule.chain, ...rule.spec]);
-          deleted.push(`${rule.table} ${savedLine(rule)}`);
-        }
-      }
+      const deleted = deleteEveryCopy(state, ours, changes);
       const removesChains = this.addChainRemovalIfUnused(state, deleted, changes);
       if (!changes.empty) await this.tools.restore(changes.toString());
       // No chains, no rules: whatever this process had checked is gone.
@@ -334,26 +247,11 @@ export class IptablesFirewall implements NetworkFirewall {
    * machine after `down` has no trace of d2p in its tables (as before the first `up`).
    * `deleted` are the rules (`table -A …`) the same change deletes. True when it removes them.
    */
-  private addChainRemovalIfUnused(state: FirewallState, deleted: string[], changes: RestoreInput): boolean {
+  private addChainRemovalIfUnused(state: IptablesState, deleted: string[], changes: RestoreInput): boolean {
     const existing = D2P_CHAINS.filter(([table, chain]) => state.hasChain(table, chain));
     if (existing.length === 0) return false;
-    const leftToDelete = [...deleted];
-    for (const [table, chain] of existing) {
-      for (const line of state.rulesOf(table, chain)) {
-        if (line === savedLine(ISOLATION_JUMP)) continue;
-        const index = leftToDelete.indexOf(`${table} ${line}`);
-        if (index < 0) return false;
-        leftToDelete.splice(index, 1);
-      }
-    }
-    // Every jump into our chains, whatever its matches: a chain still referenced cannot go.
-    for (const hook of HOOK_JUMPS) {
-      if (!state.hasChain(hook.table, hook.anchor)) continue;
-      for (const line of state.rulesOf(hook.table, hook.chain)) {
-        const words = line.split(' ');
-        if (words[words.length - 2] === '-j' && words[words.length - 1] === hook.anchor) changes.add(hook.table, ['-D', ...words.slice(1)]);
-      }
-    }
+    if (existing.some(([table, chain]) => state.rulesLeft(table, chain, deleted).some((line) => line !== savedLine(ISOLATION_JUMP)))) return false;
+    for (const hook of HOOK_JUMPS) if (state.hasChain(hook.table, hook.anchor)) deleteJumpsTo(state, hook.table, hook.anchor, [hook.chain], changes);
     // Flushed first, then deleted: D2P-FORWARD jumps to stage 1, stage 1 to stage 2.
     for (const [table, chain] of existing) changes.add(table, ['-F', chain]);
     for (const [table, chain] of existing) changes.add(table, ['-X', chain]);
@@ -366,8 +264,8 @@ export class IptablesFirewall implements NetworkFirewall {
   }
 
   /** Written as iptables-save prints them (e.g. `! -i` before `-o`), so a save shows them verbatim. */
-  private rulesOf({ bridge, subnet, internal }: BridgeRules): FirewallRule[] {
-    const rule = (table: FirewallTable, chain: string, spec: string[]): FirewallRule => ({ table, chain, spec, anchor: bridge });
+  private rulesOf({ bridge, subnet, internal }: BridgeRules): IptablesRule[] {
+    const rule = (table: IptablesTable, chain: string, spec: string[]): IptablesRule => ({ table, chain, spec, anchor: bridge });
     const rules = [
       rule('filter', ISOLATION_STAGE_1, ['-i', bridge, '!', '-o', bridge, '-j', ISOLATION_STAGE_2]),
       rule('filter', ISOLATION_STAGE_2, ['-o', bridge, '-j', 'DROP']),
@@ -384,32 +282,12 @@ export class IptablesFirewall implements NetworkFirewall {
     return rules;
   }
 
-  /**
-   * Not in the save verbatim but there per `iptables -C`, which compares rules, not text
-   * (a subnet written as 172.18.0.1/16, an iptables that orders matches differently): a
-   * formatting difference must neither add a rule twice nor leave one behind. Asked only
-   * when some unexplained line could be it, so a usual save costs no iptables process.
-   */
-  private async isPresentInOtherForm(state: FirewallState, rule: FirewallRule, known: ReadonlySet<string>): Promise<boolean> {
-    return state.count(rule) === 0 && state.mayHoldInOtherForm(rule, known) && (await this.has(rule));
-  }
-
-  private has(rule: FirewallRule): Promise<boolean> {
-    return iptablesHasAsync(this.tools, rule.table, ['-C', rule.chain, ...rule.spec]);
-  }
-
-  private oneAtATime<T>(operation: () => Promise<T>): Promise<T> {
-    const result = this.pending.then(operation);
-    // The next operation waits for this one to end, not to succeed; its caller gets the error.
-    this.pending = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
+  private async readState(): Promise<IptablesState> {
+    return new IptablesState(await this.tools.save(), D2P_CHAIN_NAMES);
   }
 }
 
-function uniqueRules(rules: FirewallRule[]): FirewallRule[] {
+function uniqueRules(rules: IptablesRule[]): IptablesRule[] {
   const seen = new Set<string>();
   return rules.filter((rule) => {
     const key = `${rule.table} ${savedLine(rule)}`;

@@ -53,11 +53,11 @@ export type NatReach = 'none' | 'non-loopback' | 'all';
 /** A kernel NAT backend (nat.ts): one DNAT rule per published port. */
 export interface PortNat {
   /** Adds the port's rule (idempotently) and says what it carries; 'none' means it added nothing. */
-  addPortRule(rule: NatPortRule): NatReach;
+  addPortRule(rule: NatPortRule): Promise<NatReach>;
   /** Removes the port's rule; one already gone is not an error. */
-  removePortRule(rule: NatPortRule): void;
+  removePortRule(rule: NatPortRule): Promise<void>;
   /** Takes the shared chains and jumps away when no port's rule is left in them. */
-  removeAllIfUnused(): void;
+  removeAllIfUnused(): Promise<void>;
 }
 
 export interface NatPortRule {
@@ -107,7 +107,7 @@ export class PortPublisher {
     if (request.targetInterface !== undefined) rule.targetInterface = request.targetInterface;
     let nat: NatReach = 'none';
     try {
-      if (this.options.nat !== undefined) nat = this.options.nat.addPortRule(rule);
+      if (this.options.nat !== undefined) nat = await this.options.nat.addPortRule(rule);
     } catch (error) {
       await proxy.close();
       throw error;
@@ -137,13 +137,13 @@ export class PortPublisher {
    */
   async closeAll(): Promise<void> {
     await Promise.all([...this.active].map((port) => port.close()));
-    this.options.nat?.removeAllIfUnused();
+    await this.options.nat?.removeAllIfUnused();
   }
 
   private async unpublish(published: PublishedPort, rule: NatPortRule, proxy: ProxyHandle): Promise<void> {
     this.active.delete(published);
     try {
-      if (published.nat !== 'none') this.options.nat!.removePortRule(rule);
+      if (published.nat !== 'none') await this.options.nat!.removePortRule(rule);
     } finally {
       await proxy.close();
     }

@@ -13,9 +13,9 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { findIptables } from '../../src/network/iptables';
+import { findIptables, iptablesTools, type IptablesTools } from '../../src/network/iptables';
 import { IptablesNat } from '../../src/network/nat';
-import { PortPublisher } from '../../src/network/port-forward';
+import { PortPublisher, type NatPortRule } from '../../src/network/port-forward';
 import { requireSandbox } from '../helpers/sandbox-guard';
 
 requireSandbox('test/integration/network-userland.test.ts');
@@ -145,7 +145,7 @@ describe('published ports with kernel NAT (sandbox)', () => {
 
   afterEach(async () => {
     await ports?.closeAll();
-    nat?.removeAll();
+    await nat?.removeAll();
     if (echo && echo.exitCode === null) {
       const exited = new Promise((resolve) => echo!.once('exit', resolve));
       echo.kill('SIGKILL');
@@ -161,7 +161,7 @@ describe('published ports with kernel NAT (sandbox)', () => {
     const tcp = await ports.publish({ hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, owner: 'test/web' });
     const udp = await ports.publish({ hostPort: 0, protocol: 'udp', targetIP: TARGET_IP, targetPort: TARGET_PORT, owner: 'test/dns' });
     expect([tcp.nat, udp.nat]).toEqual(['non-loopback', 'non-loopback']);
-    expect(nat.listRules().join('\n')).toContain(`--to-destination ${TARGET_IP}:${TARGET_PORT}`);
+    expect((await nat.listRules()).join('\n')).toContain(`--to-destination ${TARGET_IP}:${TARGET_PORT}`);
 
     // The host's own non-loopback address: OUTPUT jump → DNAT straight to the target.
     const viaNat = await tcpAsk(HOST_IP, tcp.hostPort);
@@ -230,12 +230,53 @@ describe('published ports with kernel NAT (sandbox)', () => {
     }
   });
 
+  it('a second instance adding the same rules (a restarted daemon adopting its containers) only reads the tables and adds nothing twice; removing the last rule leaves the tables as before', async () => {
+    const calls: string[] = [];
+    const real = iptablesTools(iptables);
+    const counted: IptablesTools = {
+      run: (args) => (calls.push(`iptables ${args.join(' ')}`), real.run(args)),
+      save: () => (calls.push('iptables-save'), real.save()),
+      restore: (input) => (calls.push('iptables-restore'), real.restore(input)),
+    };
+    const target = { targetIP: TARGET_IP, targetPort: TARGET_PORT };
+    const rules: NatPortRule[] = [
+      { hostIP: '0.0.0.0', hostPort: 17001, protocol: 'tcp', ...target, targetInterface: bridge },
+      { hostIP: '127.0.0.1', hostPort: 17002, protocol: 'udp', ...target, targetInterface: bridge },
+      { hostIP: HOST_IP, hostPort: 17003, protocol: 'tcp', ...target },
+    ];
+    const first = new IptablesNat({ tools: counted, chain: nat.chain });
+    for (const rule of rules) await first.addPortRule(rule);
+    const published = firewallDump();
+    const ours = published.filter((line) => line.includes(nat.chain));
+    expect(ours.filter((line) => line.startsWith(`-A ${nat.chain} `))).toHaveLength(3);
+    expect(new Set(ours).size).toBe(ours.length);
+    expect(routeLocalnet(bridge)).toBe('1');
+
+    calls.length = 0;
+    const adopting = new IptablesNat({ tools: counted, chain: nat.chain });
+    for (const rule of rules) await adopting.addPortRule(rule);
+    // iptables-save prints every rule as d2p writes it, so no -C is needed to recognise one.
+    expect(calls).toEqual(['iptables-save', 'iptables-save', 'iptables-save']);
+    expect(firewallDump()).toEqual(published);
+
+    for (const rule of rules.slice(0, 2)) await adopting.removePortRule(rule);
+    expect(routeLocalnet(bridge)).toBe('0');
+    expect(firewallDump().filter((line) => line.includes(nat.chain))).toEqual([
+      `:${nat.chain} -`,
+      `-A PREROUTING ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j ${nat.chain}`,
+      `-A OUTPUT -m addrtype --dst-type LOCAL -j ${nat.chain}`,
+      `-A ${nat.chain} -d ${HOST_IP}/32 -p tcp -m tcp --dport 17003 -j DNAT --to-destination ${TARGET_IP}:${TARGET_PORT}`,
+    ]);
+    await adopting.removePortRule(rules[2]);
+    expect(firewallDump()).toEqual(before);
+  });
+
   it('closeAll removes every rule, chain, jump and route_localnet: the tables are as before', async () => {
     const published = await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'tcp', targetIP: TARGET_IP, targetPort: TARGET_PORT, targetInterface: bridge });
     await ports.publish({ hostIP: '0.0.0.0', hostPort: 0, protocol: 'udp', targetIP: TARGET_IP, targetPort: TARGET_PORT });
-    expect(nat.listRules()).toHaveLength(2);
+    expect(await nat.listRules()).toHaveLength(2);
     await published.close();
-    expect(nat.listRules()).toHaveLength(1);
+    expect(await nat.listRules()).toHaveLength(1);
     // With the rule gone, the host address reaches no one: the port is closed.
     await expect(tcpAsk(HOST_IP, published.hostPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     await ports.closeAll();

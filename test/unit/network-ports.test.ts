@@ -199,13 +199,17 @@ describe('port publishing through the userland proxy', () => {
     const calls: string[] = [];
     const nat: PortNat = {
       // As IptablesNat: loopback only when the target sits behind a bridge.
-      addPortRule: (rule: NatPortRule) => {
+      addPortRule: async (rule: NatPortRule) => {
         calls.push(`add ${rule.hostIP}:${rule.hostPort}/${rule.protocol}→${rule.targetIP}:${rule.targetPort}`);
         if (rule.hostIP.startsWith('127.') && rule.targetInterface === undefined) return 'none';
         return rule.targetInterface === undefined ? 'non-loopback' : 'all';
       },
-      removePortRule: (rule: NatPortRule) => void calls.push(`remove ${rule.hostIP}:${rule.hostPort}/${rule.protocol}`),
-      removeAllIfUnused: () => void calls.push('release'),
+      // Done a turn of the event loop later, as iptables-restore is: the chains may go only after.
+      removePortRule: async (rule: NatPortRule) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        calls.push(`remove ${rule.hostIP}:${rule.hostPort}/${rule.protocol}`);
+      },
+      removeAllIfUnused: async () => void calls.push('release'),
     };
     const { ports } = publisher({ nat });
     const loopback = await ports.publish({ hostIP: '127.0.0.1', hostPort: 0, protocol: 'tcp', targetIP: '10.0.0.2', targetPort: 80 });
@@ -223,11 +227,11 @@ describe('port publishing through the userland proxy', () => {
 
   it('frees the port when the NAT rule cannot be added', async () => {
     const nat: PortNat = {
-      addPortRule: () => {
+      addPortRule: async () => {
         throw new Error('iptables: permission denied');
       },
-      removePortRule: () => undefined,
-      removeAllIfUnused: () => undefined,
+      removePortRule: async () => undefined,
+      removeAllIfUnused: async () => undefined,
     };
     const { ports } = publisher({ nat });
     const port = await new Promise<number>((resolve) => {
