@@ -140,6 +140,18 @@ describe('cgroups', () => {
     expect(pidsMax).toBe('20');
   });
 
+  it('puts the process and what exec starts in the container\'s cgroup in every hierarchy', async () => {
+    const s = await harness.runtime.run(container('member', ['sleep', '30']));
+    const dirs = harness.runtime.cgroups.dirsOf('member');
+    // Each dir holds the process (v1: one per controller; v2: one), and nothing else runs there yet.
+    for (const dir of dirs) expect(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim().split('\n')).toEqual([String(s.pid)]);
+    // An exec'd process sees its cgroups from inside the container's cgroup namespace: "/"
+    // in every hierarchy when it joined the container's, "/../.." when it stayed outside.
+    const self = await harness.runtime.exec('member', { args: ['cat', '/proc/self/cgroup'] });
+    expect(self.exitCode).toBe(0);
+    for (const line of self.stdout.toString().trim().split('\n')) expect(line).toMatch(/^\d+:[^:]*:\/$/);
+  });
+
   it('shows cpus 0.5 as a CFS quota inside the container', async () => {
     const r = await runToEnd(container('cpu', sh('cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max'), { resources: { cpus: 0.5 } }));
     expect(r.stdout === '50000\n100000\n' || r.stdout === '50000 100000\n').toBe(true);

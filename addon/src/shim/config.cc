@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -320,18 +321,24 @@ bool config_has_ns(const Config* c, int flag, const char** path) {
 // Writes pid into every cgroup TypeScript prepared: the supervisor does it for the child
 // before the child may continue, and exec for itself before it joins the namespaces, so
 // nothing the workload does escapes the limits.
-int join_cgroups(const Config* cfg, pid_t pid) {
+int join_own_cgroups(const Config* cfg) {
   if (!cfg->cgroup_dirs || !*cfg->cgroup_dirs) return 0;
   char* dirs = xstrdup(cfg->cgroup_dirs);
   if (!dirs) return fail(ENOMEM, "malloc", "", "copying cgroup dirs");
-  char pidstr[16];
-  snprintf(pidstr, sizeof pidstr, "%d", pid);
   int rc = 0;
   char* save = nullptr;
   for (char* d = strtok_r(dirs, ":", &save); d && rc == 0; d = strtok_r(nullptr, ":", &save)) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/cgroup.procs", d);
-    rc = write_string_file(path, pidstr);
+    snprintf(path, sizeof path, "%s/tasks", d);
+    if (access(path, F_OK) == 0) {
+      rc = write_string_file(path, "0");
+    } else if (errno == ENOENT) {
+      // cgroup v2 has no tasks file; "0" in cgroup.procs is the writer too.
+      snprintf(path, sizeof path, "%s/cgroup.procs", d);
+      rc = write_string_file(path, "0");
+    } else {
+      rc = fail(errno, "access", path, "looking for the tasks file of %s", d);
+    }
   }
   free(dirs);
   return rc < 0 ? err_context("joining the container cgroup") : 0;

@@ -100,7 +100,11 @@ int process_load(const char* path, Config* cfg);
 void config_free(Config* cfg);
 bool config_has_ns(const Config* cfg, int flag, const char** path);
 
-// Moves pid into every cgroup of cfg->cgroup_dirs (colon-separated).
-int join_cgroups(const Config* cfg, pid_t pid);
+// Moves the calling process, which must have one thread, into every cgroup of
+// cfg->cgroup_dirs (colon-separated). On cgroup v1 it writes "0" to `tasks`: a thread
+// moving itself skips the kernel's global threadgroup lock, whose first taking after a
+// quiet spell waits out an RCU grace period (5-22 ms measured for a pid written to
+// cgroup.procs, on the path of every container start and exec); 0.3 ms this way.
+int join_own_cgroups(const Config* cfg);
 
 }  // namespace shim

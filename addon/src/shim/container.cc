@@ -143,7 +143,9 @@ void container_init(const InitArgs* a) {
   }
   const Config* cfg = a->cfg;
   if (wait_for_go(a->sync_fd) < 0) _exit(1);
-  if (join_namespaces(cfg) < 0 || load_cap_last_cap() < 0 || set_names(cfg) < 0 || setup_rootfs(cfg) < 0 ||
+  // Its cgroups before anything it does is accounted, and before the cgroup namespace
+  // (join_namespaces), whose root is the cgroup it is in when it is made.
+  if (join_own_cgroups(cfg) < 0 || join_namespaces(cfg) < 0 || load_cap_last_cap() < 0 || set_names(cfg) < 0 || setup_rootfs(cfg) < 0 ||
       pivot_into_rootfs(cfg) < 0 || finish_rootfs(cfg) < 0 || setup_stdio(a) < 0)
     child_fail(a->sync_fd);
   finalize_and_exec(&cfg->process);

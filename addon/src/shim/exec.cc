@@ -214,7 +214,7 @@ int read_child_error(int fd) {
 int run_exec(const Config* cfg, pid_t target, unsigned long long start) {
   int pidfd = open_target(target, start);
   if (pidfd < 0) return -1;
-  if (join_cgroups(cfg, getpid()) < 0 || join_container(pidfd) < 0) { close(pidfd); return -1; }
+  if (join_own_cgroups(cfg) < 0 || join_container(pidfd) < 0) { close(pidfd); return -1; }
   close(pidfd);
   ExecIo io;
   if (pipe2(io.sync, O_CLOEXEC) < 0) return fail(errno, "pipe2", "", "creating the sync pipe");

@@ -179,7 +179,8 @@ int run_supervisor(Launch* l, const RunArgs* a, int status_fd) {
   close_fd(&l->in[0]);
   char error[2048];
   int started = -1;
-  if (join_cgroups(&l->cfg, child) == 0 && start_state(l, a, child) == 0 && write_all(l->sync[0], "g", 1) == 0)
+  // The child joins its cgroups itself, first thing after "g" (container_init).
+  if (start_state(l, a, child) == 0 && write_all(l->sync[0], "g", 1) == 0)
     started = await_exec(l, error, sizeof error);
   close_fd(&l->sync[0]);
   if (started != 0) {
