@@ -356,6 +356,17 @@ export function deleteJumpsTo(state: IptablesState, table: IptablesTable, chain:
  * Runs operations on the tables one at a time: two that both found a chain missing would
  * both declare it, and iptables-restore flushes a declared chain even with --noflush.
  */
+/** Each rule once (the same rule wanted twice would be added or deleted twice). */
+export function uniqueRules(rules: IptablesRule[]): IptablesRule[] {
+  const seen = new Set<string>();
+  return rules.filter((rule) => {
+    const key = `${rule.table} ${savedLine(rule)}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 export class OneAtATime {
   private pending: Promise<unknown> = Promise.resolve();
 

@@ -21,6 +21,7 @@ import {
   iptablesTools,
   ruleHeld,
   savedLine,
+  uniqueRules,
   type IptablesRule,
   type IptablesTable,
   type IptablesTools,
@@ -287,12 +288,3 @@ export class IptablesFirewall implements NetworkFirewall {
   }
 }
 
-function uniqueRules(rules: IptablesRule[]): IptablesRule[] {
-  const seen = new Set<string>();
-  return rules.filter((rule) => {
-    const key = `${rule.table} ${savedLine(rule)}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-}

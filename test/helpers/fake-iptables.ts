@@ -37,6 +37,8 @@ export class FakeIptables implements IptablesTools {
   readonly calls: string[] = [];
   readonly restored: string[] = [];
   failRestore: { line: number; message: string; status: number } | undefined;
+  /** A restore with a line holding this text fails whole, as a rule the kernel refuses makes it. */
+  refuseLinesWith: string | undefined;
 
   constructor() {
     for (const [table, chains] of Object.entries(BUILTIN)) this.tables[table] = new Map(chains.map((c) => [c, []]));
@@ -79,6 +81,8 @@ export class FakeIptables implements IptablesTools {
     this.restored.push(input);
     const lines = input.split('\n').filter((l) => l !== '');
     if (this.failRestore) throw new IptablesRestoreError(['-w', '--noflush'], lines, this.failRestore.status, `iptables-restore: line ${this.failRestore.line} failed: ${this.failRestore.message}`, undefined);
+    const refused = this.refuseLinesWith === undefined ? -1 : lines.findIndex((l) => l.includes(this.refuseLinesWith!));
+    if (refused >= 0) throw new IptablesRestoreError(['-w', '--noflush'], lines, 2, `iptables-restore: line ${refused + 1} failed: refused`, undefined);
     const next: Tables = Object.fromEntries(Object.entries(this.tables).map(([t, chains]) => [t, new Map([...chains].map(([c, r]) => [c, [...r]]))]));
     let table: Map<string, string[]> | undefined;
     lines.forEach((line, index) => {

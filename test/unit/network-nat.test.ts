@@ -100,6 +100,40 @@ describe('iptables NAT for published ports', () => {
       expect(routeLocalnet(br)).toBe('1');
     });
 
+    it('ports published together go in one batch: one save, the guard path for every bridge, route_localnet, then every DNAT rule', async () => {
+      const [br1, br2] = [bridge('d2p-br1'), bridge('d2p-br2')];
+      const nat = natOf();
+      const web2: NatPortRule = { ...web(br2), hostPort: 8081, targetIP: '172.19.0.2' };
+      expect(await Promise.all([nat.addPortRule(web(br1)), nat.addPortRule(dns(br1)), nat.addPortRule(web2), nat.addPortRule(web(br1))])).toEqual(['all', 'all', 'all', 'all']);
+
+      expect(iptables.calls).toEqual(['iptables-save', 'iptables-restore', 'iptables-restore']);
+      expect(iptables.restored[0]).toContain(`-A D2P-PORTS-MASQ -s 127.0.0.0/8 -o ${br1} -j MASQUERADE\n-A D2P-PORTS-MASQ -s 127.0.0.0/8 -o ${br2} -j MASQUERADE`);
+      expect(iptables.restored[0]).not.toContain('-j DNAT');
+      // Both bridges' route_localnet went on between the guard and the DNAT rules.
+      expect(iptables.routeLocalnetAtRestore).toEqual([`${br1}=0 ${br2}=0`, `${br1}=1 ${br2}=1`]);
+      // The same port asked twice is one rule.
+      expect(await nat.listRules()).toEqual([
+        `-A D2P-PORTS ! -i ${br1} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:80`,
+        `-A D2P-PORTS -d 127.0.0.1/32 ! -i ${br1} -p udp -m udp --dport 5353 -j DNAT --to-destination 172.18.0.3:53`,
+        `-A D2P-PORTS ! -i ${br2} -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.19.0.2:80`,
+      ]);
+    });
+
+    it('a batch the kernel refuses is applied one port at a time: only the refused port fails', async () => {
+      const br = bridge('d2p-br1');
+      const nat = natOf();
+      iptables.refuseLinesWith = '--dport 6666';
+      const bad: NatPortRule = { ...web(br), hostPort: 6666, targetPort: 66 };
+      const results = await Promise.allSettled([nat.addPortRule(web(br)), nat.addPortRule(bad), nat.addPortRule(dns(br))]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(IptablesRestoreError);
+      expect(await nat.listRules()).toEqual([
+        `-A D2P-PORTS ! -i ${br} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:80`,
+        `-A D2P-PORTS -d 127.0.0.1/32 ! -i ${br} -p udp -m udp --dport 5353 -j DNAT --to-destination 172.18.0.3:53`,
+      ]);
+      expect(rules('filter', 'D2P-PORTS-GUARD')).toEqual([GUARD]);
+    });
+
     it('a second port on the same bridge: one save and one restore holding only its DNAT rule', async () => {
       const br = bridge('d2p-br1');
       const nat = natOf();
