@@ -147,7 +147,7 @@ export function iptablesTools(binary: string): IptablesTools {
 }
 
 /** `iptables -t TABLE -C …` through the asynchronous runner: false when the rule is not there. */
-export async function iptablesHasAsync(tools: Pick<IptablesTools, 'run'>, table: string, args: string[]): Promise<boolean> {
+async function iptablesHasAsync(tools: Pick<IptablesTools, 'run'>, table: string, args: string[]): Promise<boolean> {
   try {
     await tools.run(['-t', table, ...args]);
     return true;
@@ -158,13 +158,13 @@ export async function iptablesHasAsync(tools: Pick<IptablesTools, 'run'>, table:
 }
 
 /** One table of `iptables-save` output: its chains, and its rules as the `-A CHAIN …` lines printed. */
-export interface SavedTable {
+interface SavedTable {
   chains: Set<string>;
   rules: string[];
 }
 
 /** The tables of `iptables-save` output by name; a table not listed has not been created (nft) or loaded (legacy). */
-export function parseIptablesSave(text: string): Map<string, SavedTable> {
+function parseIptablesSave(text: string): Map<string, SavedTable> {
   const tables = new Map<string, SavedTable>();
   let current: SavedTable | undefined;
   for (const raw of text.split('\n')) {
@@ -352,10 +352,6 @@ export function deleteJumpsTo(state: IptablesState, table: IptablesTable, chain:
   for (const hook of hooks) for (const line of state.jumpsTo(table, hook, chain)) changes.add(table, ['-D', ...line.split(' ').slice(1)]);
 }
 
-/**
- * Runs operations on the tables one at a time: two that both found a chain missing would
- * both declare it, and iptables-restore flushes a declared chain even with --noflush.
- */
 /** Each rule once (the same rule wanted twice would be added or deleted twice). */
 export function uniqueRules(rules: IptablesRule[]): IptablesRule[] {
   const seen = new Set<string>();
@@ -367,6 +363,29 @@ export function uniqueRules(rules: IptablesRule[]): IptablesRule[] {
   });
 }
 
+/**
+ * Adds to `changes` the chains that do not exist (declaring an existing one would flush
+ * it) and the rules the tables do not hold, in the order given. `known`: lines of other
+ * rules at hand, which an unexplained saved line is not taken for.
+ */
+export async function addMissing(
+  tools: Pick<IptablesTools, 'run'>,
+  state: IptablesState,
+  chains: ReadonlyArray<readonly [IptablesTable, string]>,
+  rules: readonly IptablesRule[],
+  known: ReadonlySet<string>,
+  changes: RestoreInput,
+): Promise<void> {
+  for (const [table, chain] of chains) if (!state.hasChain(table, chain)) changes.declareChain(table, chain);
+  const allKnown = new Set([...known, ...rules.map(savedLine)]);
+  const present = await Promise.all(rules.map((rule) => ruleHeld(tools, state, rule, allKnown)));
+  for (const rule of rules.filter((_, index) => !present[index])) changes.addRule(rule);
+}
+
+/**
+ * Runs operations on the tables one at a time: two that both found a chain missing would
+ * both declare it, and iptables-restore flushes a declared chain even with --noflush.
+ */
 export class OneAtATime {
   private pending: Promise<unknown> = Promise.resolve();
 

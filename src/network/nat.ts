@@ -42,6 +42,7 @@ import {
   IptablesState,
   OneAtATime,
   RestoreInput,
+  addMissing,
   deleteEveryCopy,
   deleteJumpsTo,
   deleteOtherForms,
@@ -127,7 +128,7 @@ export class IptablesNat implements PortNat {
   ensureChain(): Promise<void> {
     return this.queue.run(async () => {
       const changes = new RestoreInput();
-      await this.addMissing(await this.readState(), [['nat', this.chain]], this.dnatJumps(), new Set(), changes);
+      await addMissing(this.tools, await this.readState(), [['nat', this.chain]], this.dnatJumps(), new Set(), changes);
       if (!changes.empty) await this.tools.restore(changes.toString());
     });
   }
@@ -182,13 +183,13 @@ export class IptablesNat implements PortNat {
     const bridges = [...new Set(adds.flatMap((add) => (add.bridge === undefined ? [] : [add.bridge])))];
     const prepared = new RestoreInput();
     if (bridges.length === 0) {
-      await this.addMissing(state, [['nat', this.chain]], this.dnatJumps(), known, prepared);
+      await addMissing(this.tools, state, [['nat', this.chain]], this.dnatJumps(), known, prepared);
     } else {
       // The filter table first: a legacy iptables-restore commits table by table, in the
       // order of its input, and the guard must never be the one still missing.
       const chains: Array<[IptablesTable, string]> = [['filter', this.guardChain], ['nat', this.chain], ['nat', this.masqueradeChain]];
       const rules = [this.guardRule(), this.guardJump(), ...this.dnatJumps(), this.masqueradeJump(), ...bridges.map((bridge) => this.masqueradeRule(bridge))];
-      await this.addMissing(state, chains, rules, known, prepared);
+      await addMissing(this.tools, state, chains, rules, known, prepared);
     }
     const dnats = uniqueRules(adds.map((add) => this.dnatRule(add.rule, add.loopback)));
     const held = await Promise.all(dnats.map((dnat) => ruleHeld(this.tools, state, dnat, known)));
@@ -400,17 +401,6 @@ export class IptablesNat implements PortNat {
   private dnatForms(rule: NatPortRule): IptablesRule[] {
     const [withLoopback, without] = [true, false].map((loopback) => this.dnatRule(rule, loopback));
     return savedLine(withLoopback) === savedLine(without) ? [withLoopback] : [withLoopback, without];
-  }
-
-  /**
-   * Adds to `changes` the chains that do not exist (declaring an existing one would flush
-   * it) and the rules that are not in the tables, in the order given.
-   */
-  private async addMissing(state: IptablesState, chains: Array<[IptablesTable, string]>, rules: IptablesRule[], known: ReadonlySet<string>, changes: RestoreInput): Promise<void> {
-    for (const [table, chain] of chains) if (!state.hasChain(table, chain)) changes.declareChain(table, chain);
-    const allKnown = new Set([...known, ...rules.map(savedLine)]);
-    const present = await Promise.all(rules.map((rule) => ruleHeld(this.tools, state, rule, allKnown)));
-    for (const rule of rules.filter((_, index) => !present[index])) changes.addRule(rule);
   }
 
   private async restoreRules(rules: IptablesRule[]): Promise<void> {

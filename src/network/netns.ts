@@ -14,12 +14,12 @@ import {
   IptablesState,
   OneAtATime,
   RestoreInput,
+  addMissing,
   deleteEveryCopy,
   deleteJumpsTo,
   deleteOtherForms,
   findIptables,
   iptablesTools,
-  ruleHeld,
   savedLine,
   uniqueRules,
   type IptablesRule,
@@ -215,13 +215,8 @@ export class IptablesFirewall implements NetworkFirewall {
       const now = (this.options.now ?? Date.now)();
       const last = this.verified.get(rules.bridge);
       if (last?.fingerprint === fingerprint && now - last.at < (this.options.recheckMs ?? FIREWALL_RECHECK_MS)) return;
-      const state = await this.readState();
       const changes = new RestoreInput();
-      for (const [table, chain] of D2P_CHAINS) if (!state.hasChain(table, chain)) changes.declareChain(table, chain);
-      const wanted = [ISOLATION_JUMP, ...HOOK_JUMPS, ...this.rulesOf(rules)];
-      const known = new Set(wanted.map(savedLine));
-      const present = await Promise.all(wanted.map((rule) => ruleHeld(this.tools, state, rule, known)));
-      for (const rule of wanted.filter((_, index) => !present[index])) changes.addRule(rule);
+      await addMissing(this.tools, await this.readState(), D2P_CHAINS, [ISOLATION_JUMP, ...HOOK_JUMPS, ...this.rulesOf(rules)], new Set(), changes);
       if (!changes.empty) await this.tools.restore(changes.toString());
       this.verified.set(rules.bridge, { fingerprint, at: now });
     });
