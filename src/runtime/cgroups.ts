@@ -237,14 +237,50 @@ export class CgroupManager {
     for (const dir of this.dirsOf(id)) removeCgroupDir(id, dir);
   }
 
-  /** Removes the parent cgroup itself (tests, uninstall); it must be empty. */
+  /**
+   * Removes the parent cgroup (tests, uninstall) with what is left under it: the cgroups of
+   * containers whose deletion never ran (a test that failed midway), their processes killed
+   * first. cgroupfs is the host's even inside the test sandbox, so such leftovers would
+   * outlive it and make the next removal of a parent of the same name fail with EBUSY.
+   */
   removeParent(): void {
-    for (const dir of this.parentDirs()) removeCgroupDir(this.parent, dir);
+    const tops = this.version === 2 ? [path.join(this.root, this.parent)] : [...new Set(this.mounts.values())].map((m) => path.join(m, this.parent));
+    for (const top of tops) {
+      if (!fs.existsSync(top)) continue;
+      for (const dir of cgroupDirsDepthFirst(top)) {
+        killMembers(this.parent, dir);
+        removeCgroupDir(this.parent, dir);
+      }
+    }
   }
+}
 
-  /** The parent's directory in each hierarchy (one on v2). */
-  parentDirs(): string[] {
-    return this.version === 2 ? [path.join(this.root, this.parent)] : [...new Set(this.mounts.values())].map((m) => path.join(m, this.parent));
+function cgroupDirsDepthFirst(dir: string): string[] {
+  const children = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
+  return [...children.flatMap((c) => cgroupDirsDepthFirst(path.join(dir, c.name))), dir];
+}
+
+/** SIGKILL to every process of the cgroup until none is left (a fork may race the first round). */
+function killMembers(id: string, dir: string): void {
+  const deadline = Date.now() + 5_000;
+  for (let pids = readPids(id, dir); pids.length > 0; pids = readPids(id, dir)) {
+    if (Date.now() > deadline) throw new CgroupError(id, dir, `processes ${pids.join(', ')} did not die after SIGKILL`);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new CgroupError(id, dir, `killing process ${pid}`, e);
+      }
+    }
+    sleepSync(10);
+  }
+}
+
+function readPids(id: string, dir: string): number[] {
+  try {
+    return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch (e) {
+    throw new CgroupError(id, dir, 'listing processes', e);
   }
 }
 
@@ -258,10 +294,14 @@ function removeCgroupDir(id: string, dir: string): void {
       if (code === 'ENOENT') return;
       // A killed task leaves the cgroup a moment after its exit is visible (EBUSY).
       if (code === 'EBUSY' && attempt < 100) {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        sleepSync(10);
         continue;
       }
       throw new CgroupError(id, dir, 'removing the cgroup', e);
     }
   }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

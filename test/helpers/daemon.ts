@@ -112,57 +112,8 @@ async function deleteAllWorkloads(client: Client): Promise<void> {
   }
 }
 
-/**
- * The cgroup parent, and what a failed test may have left in it: containers whose
- * deletion never happened still have processes and cgroups there, and cgroupfs is the
- * host's (the sandbox does not namespace it), so they would outlive the sandbox and make
- * the next run's removal fail with EBUSY. Their processes are killed, their cgroups removed.
- */
 function removeCgroupParent(parent: string): void {
-  const cgroups = new CgroupManager({ parent });
-  for (const top of cgroups.parentDirs()) {
-    if (!fs.existsSync(top)) continue;
-    for (const dir of cgroupDirsDepthFirst(top).filter((d) => d !== top)) {
-      const deadline = Date.now() + 5_000;
-      for (let procs = readProcs(dir); procs.length > 0; procs = readProcs(dir)) {
-        if (Date.now() > deadline) throw new Error(`cgroup ${dir}: processes ${procs.join(', ')} did not die`);
-        for (const pid of procs) killIfAlive(pid);
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-      }
-      removeWhenReleased(dir);
-    }
-  }
-  cgroups.removeParent();
-}
-
-function cgroupDirsDepthFirst(dir: string): string[] {
-  const children = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
-  return [...children.flatMap((c) => cgroupDirsDepthFirst(path.join(dir, c.name))), dir];
-}
-
-function readProcs(dir: string): number[] {
-  return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-}
-
-function killIfAlive(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
-
-/** A cgroup whose last task just died stays busy for a moment (EBUSY). */
-function removeWhenReleased(dir: string): void {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      fs.rmdirSync(dir);
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= 100) throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-    }
-  }
+  new CgroupManager({ parent }).removeParent();
 }
 
 /** Sets `name` to `value` and returns what puts the previous value (or its absence) back. */
