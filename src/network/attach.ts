@@ -418,7 +418,7 @@ export class Networking {
     const ip = network.allocator.allocate(key, attachment.ipv4Address);
     const hostEnd = hostVethName(key, network.name);
     const cidr = `${ip}/${parseCidr(network.subnet).prefixLength}`;
-    const hostHasEnd = this.host.linkList().some((l) => l.name === hostEnd);
+    const hostHasEnd = this.host.linkExists(hostEnd);
     // The inside end is known by its address, not by a position in spec.networks: after a
     // live disconnect the remaining interfaces keep their names (eth1 stays eth1).
     const insideWithAddress = this.host.addrList(null, netnsPath).find((a) => a.family === 4 && a.cidr === cidr)?.link;
