@@ -3,9 +3,9 @@
 //  - Level-triggered: every reconcile asks the runtime what really runs (its shim state is
 //    the truth), so a daemon restart adopts running containers instead of starting them
 //    again, and a process killed from outside is seen for what it is.
-//  - A death is noticed at once: a runtime.wait() per running process writes a status
-//    change when it fires, and that change queues the key (reconcileOnStatusChange), since
-//    the manager offers a controller no other way to queue a key from outside a watch.
+//  - A death is noticed at once: a runtime.wait() per running process queues the key when
+//    it fires (ReconcileContext.enqueue); the reconcile it starts writes what the exit
+//    means (Exited, a restart, back-off) in one status write.
 //  - Restart policies and back-off as Docker's restartmanager (container-restart.ts);
 //    while waiting the phase is CrashLoopBackOff, as kubectl shows it.
 //  - A spec change (generation moved past status.observedGeneration, which is written just
@@ -101,8 +101,6 @@ export function containerController(opts: ContainerControllerOptions = {}): Cont
     // run at once: `down` of 100 containers then takes about one grace period, as Docker
     // stops them in parallel, not seven (16 workers: 11.8 s, 128: 5.8 s, measured).
     workers: 128,
-    // The exit watch and the health prober wake the reconciler by writing status.
-    reconcileOnStatusChange: true,
     watches: [
       { kind: 'Image', map: (obj) => reconciler.keysWaitingForImage(obj as Image) },
       { kind: 'Volume', map: (obj) => reconciler.keysWaitingForVolume(obj) },
@@ -518,11 +516,14 @@ export class ContainerReconciler {
     if (attached && Object.keys(attached.ipAddresses).length > 0) status.ipAddresses = attached.ipAddresses;
     if (attached && attached.ports.length > 0) status.ports = attached.ports;
     else delete status.ports;
-    // One status write takes the container to Running (whileAlive's), and the event comes
-    // after it: each write here was a store round trip between the process starting and
-    // `up --wait` seeing it Ready.
-    const result = await this.whileAlive(ctx, key, id, { ...c, status }, state, desired, c);
-    await ctx.events.record(c, 'Normal', 'Started', `Started container ${c.metadata.name}`);
+    // One status write takes the container to Running (whileAlive's), and the Started event
+    // is written beside it, not after it: each write here was a store round trip between
+    // the process starting and `up --wait` seeing it Ready, and the reconcile of a quick
+    // exit waits for this one to end. Recording never rejects.
+    const [result] = await Promise.all([
+      this.whileAlive(ctx, key, id, { ...c, status }, state, desired, c),
+      ctx.events.record(c, 'Normal', 'Started', `Started container ${c.metadata.name}`),
+    ]);
     return result;
   }
 
@@ -551,7 +552,8 @@ export class ContainerReconciler {
       const stopped = await this.stopProcess(ctx, key, id, c, 'stopped by the user');
       const status = stoppedByUser(c.status);
       applyExit(status, stopped, this.now());
-      return void (await this.writeStatus(ctx, stored, status));
+      await this.writeStatus(ctx, stored, status);
+      return this.autoRemove(ctx, c);
     }
     let current = state;
     if (desired === 'paused' && state.status === 'running') {
@@ -585,7 +587,7 @@ export class ContainerReconciler {
     return resolveHealthcheck(c.spec, image?.config.healthcheck);
   }
 
-  /** Queues `key` (through a status write) as soon as this incarnation's process exits. */
+  /** Queues `key` as soon as this incarnation's process exits. */
   private watchExit(key: string, id: string, incarnation: string): void {
     if (this.exitWatches.get(key) === incarnation) return;
     this.exitWatches.set(key, incarnation);
@@ -598,19 +600,11 @@ export class ContainerReconciler {
       .catch((error: unknown) => this.ctx?.log.warn('recording a container exit failed', { key, error: describeError(error) }));
   }
 
-  private async onExit(key: string, incarnation: string): Promise<void> {
+  private onExit(key: string, incarnation: string): void {
     if (this.exitWatches.get(key) !== incarnation) return;
     this.exitWatches.delete(key);
     this.prober.stop(key);
-    await this.touchStatus(key, (status, c) =>
-      setCondition(status, {
-        type: CONDITION_READY,
-        status: 'False',
-        reason: 'ProcessExited',
-        message: `process ${incarnation} exited`,
-        observedGeneration: c.metadata.generation,
-      }),
-    );
+    if (this.ctx && !this.ctx.signal.aborted) this.ctx.enqueue(key);
   }
 
   private async onHealthChange(change: HealthChange): Promise<void> {
@@ -663,9 +657,11 @@ export class ContainerReconciler {
     const userStopped = getCondition(c.status, CONDITION_READY)?.reason === 'Stopped';
     // Where the container stays down, its status goes first and the Died event after it:
     // `run` waits for that status.
+    // The Died event is written beside the deletion of an auto-removed container (recording
+    // never rejects): its finalizer runs in the next reconcile, which waits for this one.
     if (desired === 'stopped') {
       await this.writeStatus(ctx, c, stoppedByUser(status));
-      if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
+      await Promise.all([this.autoRemove(ctx, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
       return;
     }
     if (!userStopped && !shouldRestart(c.spec.restartPolicy, c.spec.maxRetries, { exitCode, restartCount: status.restartCount ?? 0 })) {
@@ -673,7 +669,7 @@ export class ContainerReconciler {
       delete status.message;
       setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Exited', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
       await this.writeStatus(ctx, c, status);
-      if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
+      await Promise.all([this.autoRemove(ctx, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
       return;
     }
     if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
@@ -705,6 +701,20 @@ export class ContainerReconciler {
   }
 
   // --- stopping and deletion ------------------------------------------------------------
+
+  /**
+   * docker run --rm (AutoRemove): a container whose process is done for good deletes
+   * itself, once its final status (the exit code `run` reports) is written; its finalizer
+   * then removes what it used, as for any deletion.
+   */
+  private async autoRemove(ctx: ReconcileContext, c: Container): Promise<void> {
+    if (!c.spec?.autoRemove || c.metadata.deletionTimestamp) return;
+    try {
+      await ctx.client('Container').delete(c.metadata.namespace, c.metadata.name, { preconditionUid: c.metadata.uid });
+    } catch (error) {
+      if (!isApiError(error, 'NotFound')) throw error;
+    }
+  }
 
   /** docker stop: stop signal, grace period, SIGKILL; returns the final state. */
   private async stopProcess(ctx: ReconcileContext, key: string, id: string, c: Container, why: string): Promise<ContainerState> {

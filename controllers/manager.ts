@@ -35,6 +35,11 @@ export interface ReconcileContext {
   log: Logger;
   /** Aborted when the manager stops; long operations should give up promptly. */
   signal: AbortSignal;
+  /**
+   * Queues a key of the controller's kind, as a watch event would: for what a controller
+   * learns outside any watch (a process exiting), controller-runtime's channel source.
+   */
+  enqueue(key: string): void;
 }
 
 export interface WatchSpec {
@@ -291,6 +296,7 @@ export class Manager {
       paths: this.opts.paths,
       log,
       signal: this.abort.signal,
+      enqueue: (queued) => running.queue.add(queued),
     };
     let result: Result | void;
     try {

@@ -263,6 +263,8 @@ export interface ContainerSpec {
   /** default: no */
   restartPolicy?: RestartPolicy;
   maxRetries?: number;
+  /** docker run --rm: deleted once its process has exited for good; restartPolicy "no" only. */
+  autoRemove?: boolean;
   stopSignal?: string;
   stopGracePeriod?: Duration;
   capAdd?: string[];

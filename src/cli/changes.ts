@@ -1,21 +1,43 @@
 // Wakes the CLI's waiting loops as soon as the objects they wait on change. The loops
 // stay level-triggered — each wake-up re-reads the object, and a timeout wakes them anyway
 // — so a missed or ended watch only costs latency, never correctness.
+import type { ApiObject, WatchEvent } from '../api/meta';
 import type { Client } from '../client';
 
 export class ObjectChanges {
-  private readonly watch: AsyncIterable<unknown> & { stop(): void };
+  private readonly watch: AsyncIterable<WatchEvent> & { stop(): void };
   private waiters = new Set<() => void>();
   /** A change arrived while nobody was waiting: the next wait returns at once. */
   private pending = false;
   private failure: unknown;
+  /** What the last DELETED event carried: the object as it was when it went. */
+  private lastRemoved: ApiObject | undefined;
 
-  constructor(client: Client, kind: string, opts: { namespace?: string; name?: string }) {
+  /**
+   * `resourceVersion`: deliver every change after it (the object as created, say), so a
+   * deletion that comes before the watch is connected is still seen.
+   */
+  constructor(client: Client, kind: string, opts: { namespace?: string; name?: string; resourceVersion?: string }) {
     this.watch = client.for(kind).watch({
       namespace: opts.namespace,
       ...(opts.name ? { fieldSelector: `metadata.name=${opts.name}` } : {}),
+      ...(opts.resourceVersion ? { resourceVersion: opts.resourceVersion } : {}),
     });
     void this.pump();
+  }
+
+  /**
+   * The object with `uid` as its deletion left it (a DELETED event carries the last
+   * version, as in Kubernetes), waiting up to `ms` for that event; undefined if none came.
+   */
+  async removedObject(uid: string | undefined, ms: number): Promise<ApiObject | undefined> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (this.lastRemoved !== undefined && this.lastRemoved.metadata.uid === uid) return this.lastRemoved;
+      const left = deadline - Date.now();
+      if (left <= 0 || this.failure !== undefined) return undefined;
+      await this.next(left);
+    }
   }
 
   /** Resolves at the next change (or one already seen), after `ms`, or when `signal` aborts. */
@@ -45,7 +67,10 @@ export class ObjectChanges {
 
   private async pump(): Promise<void> {
     try {
-      for await (const _event of this.watch) this.wakeAll();
+      for await (const event of this.watch) {
+        if (event.type === 'DELETED') this.lastRemoved = event.object;
+        this.wakeAll();
+      }
     } catch (err) {
       // The next wait reports it: the daemon went away, which the loop's own reads would
       // show a moment later anyway.

@@ -17,6 +17,8 @@ export interface FakeContextOptions {
   logger: Logger;
   /** Defaults to a signal that is never aborted. */
   signal?: AbortSignal;
+  /** Where ctx.enqueue goes; by default a call fails the test (the code under test was not expected to queue). */
+  enqueue?: (key: string) => void;
 }
 
 export function fakeReconcileContext(api: FakeApi, opts: FakeContextOptions): ReconcileContext {
@@ -26,6 +28,11 @@ export function fakeReconcileContext(api: FakeApi, opts: FakeContextOptions): Re
     paths: opts.paths,
     log: opts.logger,
     signal: opts.signal ?? new AbortController().signal,
+    enqueue:
+      opts.enqueue ??
+      ((key) => {
+        throw new Error(`unexpected ctx.enqueue(${JSON.stringify(key)}): pass FakeContextOptions.enqueue`);
+      }),
   };
 }
 

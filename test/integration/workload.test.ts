@@ -201,6 +201,10 @@ describe('Compose commands on the real runtime', () => {
     const result = await call(runCommand, { image: IMAGE, command: ['sh', '-c', 'echo out; echo err >&2; exit 7'], rm: true, name: 'once' });
     expect(result).toEqual({ status: 7, out: 'out\n', err: 'err\n' });
     expect((await harness.client.containers.list({ namespace: 'default' })).items).toEqual([]);
+    // -d --rm: the daemon removes it once it has exited, as docker's AutoRemove does.
+    const detachedRm = await call(runCommand, { image: IMAGE, command: ['sh', '-c', 'exit 3'], detach: true, rm: true, name: 'gone-after' });
+    expect(detachedRm).toEqual({ status: 0, out: 'gone-after\n', err: '' });
+    await vi.waitFor(async () => expect((await harness.client.containers.list({ namespace: 'default' })).items).toEqual([]), { timeout: 20_000, interval: 100 });
     const detached = await call(runCommand, { image: IMAGE, command: ['sleep', '1000'], detach: true, random: () => 0 });
     expect(detached.out).toBe('admiring_agnesi\n');
     await vi.waitFor(async () => expect((await harness.client.containers.get('default', 'admiring_agnesi')).status?.phase).toBe('Running'), { timeout: 20_000 });

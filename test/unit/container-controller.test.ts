@@ -153,6 +153,7 @@ let controller: Controller;
 let abort: AbortController;
 
 beforeEach(() => {
+  enqueued = [];
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-container-'));
   paths = resolvePaths({ root: path.join(tmp, 'root') });
   api = new FakeApi();
@@ -173,8 +174,11 @@ afterEach(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+/** Keys the controller queued itself (a process exit), as the manager would reconcile them. */
+let enqueued: string[] = [];
+
 function context(): ReconcileContext {
-  return fakeReconcileContext(api, { component: 'container-controller', paths, logger, signal: abort.signal });
+  return fakeReconcileContext(api, { component: 'container-controller', paths, logger, signal: abort.signal, enqueue: (key) => enqueued.push(key) });
 }
 
 const KEY = 'shop/web-1';
@@ -194,10 +198,11 @@ const peek = () => api.peek('Container', 'shop', 'web-1') as Container | undefin
 const eventReasons = () => (api.all('Event') as EventObject[]).map((e) => e.reason).sort();
 const starts = () => runtime.calls.filter((c) => c.startsWith('start')).length;
 
-/** The process dies; waits until the exit watch has recorded it (as it does before the reconcile it triggers). */
+/** The process dies; waits until the exit watch has queued the key (the manager would then reconcile it). */
 async function die(exitCode: number): Promise<void> {
+  enqueued = [];
   runtime.die(ID, exitCode);
-  await vi.waitFor(() => expect(getCondition(peek()!.status, 'Ready')).toMatchObject({ reason: 'ProcessExited' }));
+  await vi.waitFor(() => expect(enqueued).toContain(KEY));
 }
 
 /** Death, then reconciles until the container runs again; returns the requeue delays seen. */
@@ -271,6 +276,32 @@ describe('Container controller', () => {
     expect(peek()!.status).toMatchObject({ phase: 'Exited', exitCode: 3, restartCount: 0 });
     expect(peek()!.status?.pid).toBeUndefined();
     expect(eventReasons()).toContain('Died');
+  });
+
+  it('autoRemove (run --rm): the exit is written with its code, then the container deletes itself and its finalizer removes the rest', async () => {
+    await createContainer({ autoRemove: true });
+    await reconcile();
+    await die(4);
+    await reconcile();
+    expect(peek()!.metadata.deletionTimestamp).toBeDefined();
+    expect(peek()!.status).toMatchObject({ phase: 'Exited', exitCode: 4 });
+    expect(eventReasons()).toContain('Died');
+    await reconcile();
+    expect(peek()).toBeUndefined();
+    expect(runtime.calls).toEqual([`create ${ID}`, `start ${ID}`, `delete ${ID}`]);
+  });
+
+  it('autoRemove: a container the user stops is deleted too, as docker stop deletes a --rm container', async () => {
+    await createContainer({ autoRemove: true });
+    await reconcile();
+    const c = peek()!;
+    await api.for('Container').update({ ...c, metadata: { ...c.metadata, annotations: { [DESIRED_STATE_ANNOTATION]: 'stopped' } } });
+    await reconcile();
+    expect(getCondition(peek()!.status, 'Ready')?.reason).toBe('Stopped');
+    expect(peek()!.metadata.deletionTimestamp).toBeDefined();
+    await reconcile();
+    expect(peek()).toBeUndefined();
+    expect(runtime.calls).toEqual([`create ${ID}`, `start ${ID}`, `stop ${ID}`, `delete ${ID}`]);
   });
 
   it('on-failure:2 restarts twice, then leaves it Exited', async () => {
@@ -383,7 +414,7 @@ describe('Container controller', () => {
     expect(peek()!.status).toMatchObject({ phase: 'Running', pid: 4242 });
   });
 
-  it('a container killed from outside is noticed through the exit watch, which writes status', async () => {
+  it('a container killed from outside is noticed through the exit watch, which queues its key', async () => {
     await createContainer({ restartPolicy: 'always' });
     await reconcile();
     await die(137);

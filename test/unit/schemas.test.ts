@@ -287,6 +287,8 @@ interface InvalidCase {
 }
 
 const invalidCases: InvalidCase[] = [
+  { what: 'autoRemove with a restart policy (docker refuses --rm with --restart)', kind: 'Container', mutate: (o) => Object.assign(o.spec, { autoRemove: true, restartPolicy: 'always' }), field: 'spec.restartPolicy', message: 'must be "no"' },
+  { what: 'autoRemove in a Service template (the Service would replace it)', kind: 'Service', mutate: (o) => (o.spec.template.spec.autoRemove = true), field: 'spec.template.spec.autoRemove', message: 'must be false' },
   { what: 'unknown top-level field', kind: 'Service', mutate: (o) => (o.foo = 1), field: 'foo', message: 'unknown field "foo"' },
   { what: 'unknown field in metadata', kind: 'Service', mutate: (o) => (o.metadata.colour = 'red'), field: 'metadata.colour', message: 'unknown field "colour"' },
   { what: 'unknown field deep in template.spec', kind: 'Service', mutate: (o) => (o.spec.template.spec.portz = []), field: 'spec.template.spec.portz', message: 'unknown field "portz"' },

@@ -198,6 +198,8 @@ export function buildRunObjects(flags: RunFlags, opts: { cwd: string; env?: Reco
   if (flags.rm && spec.restartPolicy !== 'no') {
     throw new CliError('conflicting options: cannot specify both --restart and --rm', { code: 'D2P_USAGE' });
   }
+  // The daemon deletes it once it has exited (docker's AutoRemove), with -d too.
+  if (flags.rm) spec.autoRemove = true;
   const labels = { [RUN_LABEL]: 'true' };
   // Born with the Container controller's finalizer, which it would otherwise add first.
   const container: Container = { apiVersion: API_VERSION, kind: 'Container', metadata: { name: opts.name, namespace: DEFAULT_NAMESPACE, labels, finalizers: [CONTAINER_FINALIZER] }, spec };
@@ -225,6 +227,8 @@ function checkName(name: string): void {
 export const EXIT_RUN_FAILED = 125;
 const START_TIMEOUT_MS = 5 * 60_000;
 const REMOVE_TIMEOUT_MS = 60_000;
+/** How long a container found gone may take to show its last state on the watch. */
+const REMOVED_STATE_WAIT_MS = 2_000;
 
 export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise<number> {
   const term = opts.terminal ?? { input: process.stdin, output: process.stdout };
@@ -245,12 +249,46 @@ export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise
   }
   const interrupt = interruptSignal(opts.signal);
   const session = opts.tty || opts.interactive ? new SessionAttacher(ctx, container, term, { tty: opts.tty === true, interactive: opts.interactive === true }) : undefined;
+  // Every change after the create, so an exit and a deletion are seen even if they come
+  // before the watch is connected.
+  const changes = new ObjectChanges(client, 'Container', { namespace: DEFAULT_NAMESPACE, name: container.metadata.name, resourceVersion: container.metadata.resourceVersion });
+  let final: Final | undefined;
   try {
-    return await attach(client, container, ctx, interrupt.signal, session);
+    final = await attach(client, container, ctx, changes, interrupt.signal, session);
+    return exitCodeOf(container.metadata.name, final.container, ctx);
   } finally {
     session?.dispose();
     interrupt.dispose();
-    if (opts.rm) await removeContainer(client, container, REMOVE_TIMEOUT_MS);
+    try {
+      if (opts.rm) await afterRun(client, container, changes, final);
+    } finally {
+      changes.stop();
+    }
+  }
+}
+
+/** The container as attach last saw it, and whether that was its deletion. */
+interface Final {
+  container: Container | undefined;
+  removed: boolean;
+}
+
+/**
+ * --rm: a container that exited is deleted by the daemon (spec.autoRemove), so we only wait
+ * for it to be gone, as docker run waits for its removal; one that never ran, or that we
+ * stopped following (an error, a timeout), is deleted here.
+ */
+async function afterRun(client: Client, container: Container, changes: ObjectChanges, final: Final | undefined): Promise<void> {
+  if (final?.removed) return;
+  if (final?.container?.status?.phase !== 'Exited') return removeContainer(client, container, REMOVE_TIMEOUT_MS);
+  const deadline = Date.now() + REMOVE_TIMEOUT_MS;
+  for (;;) {
+    const now = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
+    if (now === undefined || now.metadata.uid !== container.metadata.uid) return;
+    if (Date.now() >= deadline) {
+      throw new CliError(`timed out after ${REMOVE_TIMEOUT_MS / 1000}s waiting for container ${container.metadata.name} to be removed`, { code: 'D2P_TIMEOUT' });
+    }
+    await changes.next(Math.min(500, Math.max(0, deadline - Date.now())));
   }
 }
 
@@ -289,44 +327,49 @@ function isFinished(c: Container | undefined): boolean {
 
 /**
  * Prints the container's stdout and stderr as they come (each to ours, as docker run
- * attaches them) until it has finished, then returns its exit code. Ctrl-C stops it
+ * attaches them) until it has finished, then returns it as last seen. Ctrl-C stops it
  * (desired state "stopped"), and the exit code is then the one it stopped with.
  */
-async function attach(client: Client, container: Container, ctx: CommandContext, signal: AbortSignal, session?: SessionAttacher): Promise<number> {
+async function attach(client: Client, container: Container, ctx: CommandContext, changes: ObjectChanges, signal: AbortSignal, session?: SessionAttacher): Promise<Final> {
   const printer = new PrefixedPrinter(ctx.io.stdout, { colour: false, timestamps: false, prefix: false, stderr: ctx.io.stderr });
   const follower = new ProjectFollower(ctx.paths.containers, printer);
   // With a terminal the output comes raw over attach.sock; the log has it as records.
   if (!session?.tty) follower.addNew([container]);
   let stopping = false;
   let last: Container | undefined = container;
+  let removed = false;
   const deadline = Date.now() + START_TIMEOUT_MS;
   // Output is read from the log every 100 ms; a state change wakes the loop at once.
-  const changes = new ObjectChanges(client, 'Container', { namespace: DEFAULT_NAMESPACE, name: container.metadata.name });
-  try {
-    for (;;) {
-      follower.pollOnce();
-      last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
-      if (isFinished(last)) break;
-      if (last?.status?.phase === 'Running') await session?.tryAttach();
-      if (last?.status?.startedAt === undefined) await checkImage(client, container);
-      if (signal.aborted && !stopping) {
-        stopping = true;
-        await setDesiredState(client, last!, 'stopped');
-      }
-      if (last?.status?.phase !== 'Running' && last?.status?.startedAt === undefined && Date.now() > deadline) {
-        throw new CliError(`container ${container.metadata.name} did not start within ${START_TIMEOUT_MS / 1000}s (phase ${last?.status?.phase ?? 'Pending'})`, {
-          code: 'D2P_TIMEOUT',
-          exitCode: EXIT_RUN_FAILED,
-        });
-      }
-      await changes.next(100, signal);
+  for (;;) {
+    follower.pollOnce();
+    last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
+    if (last === undefined || last.metadata.uid !== container.metadata.uid) {
+      // --rm: the daemon deletes it right after its exit is recorded; the deletion's
+      // watch event carries that last state.
+      const gone = (await changes.removedObject(container.metadata.uid, REMOVED_STATE_WAIT_MS)) as Container | undefined;
+      // Deleted before it finished (d2p rm -f): there is no exit code to report.
+      last = isFinished(gone) ? gone : undefined;
+      removed = true;
+      break;
     }
-  } finally {
-    changes.stop();
+    if (isFinished(last)) break;
+    if (last?.status?.phase === 'Running') await session?.tryAttach();
+    if (last?.status?.startedAt === undefined) await checkImage(client, container);
+    if (signal.aborted && !stopping) {
+      stopping = true;
+      await setDesiredState(client, last!, 'stopped');
+    }
+    if (last?.status?.phase !== 'Running' && last?.status?.startedAt === undefined && Date.now() > deadline) {
+      throw new CliError(`container ${container.metadata.name} did not start within ${START_TIMEOUT_MS / 1000}s (phase ${last?.status?.phase ?? 'Pending'})`, {
+        code: 'D2P_TIMEOUT',
+        exitCode: EXIT_RUN_FAILED,
+      });
+    }
+    await changes.next(100, signal);
   }
   follower.pollOnce();
   await session?.outputDone();
-  return exitCodeOf(container.metadata.name, last, ctx);
+  return { container: last, removed };
 }
 
 const OUTPUT_DRAIN_MS = 2000;
