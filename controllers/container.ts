@@ -228,6 +228,9 @@ export class ContainerReconciler {
       }
     }
     const desired = desiredState(c);
+    // Exited with autoRemove, and its runtime container already gone: it is being removed,
+    // never started again.
+    if (!state && c.spec.autoRemove && c.status?.phase === 'Exited') return this.autoRemove(ctx, key, id, c);
     let createdEvent: Promise<void> | undefined;
     if (!state) {
       if (desired === 'stopped') return void (await this.writeStatus(ctx, c, stoppedByUser(c.status)));
@@ -553,7 +556,7 @@ export class ContainerReconciler {
       const status = stoppedByUser(c.status);
       applyExit(status, stopped, this.now());
       await this.writeStatus(ctx, stored, status);
-      return this.autoRemove(ctx, c);
+      return this.autoRemove(ctx, key, id, c);
     }
     let current = state;
     if (desired === 'paused' && state.status === 'running') {
@@ -571,6 +574,12 @@ export class ContainerReconciler {
     const incarnation = `${current.shimPid ?? current.pid}:${current.startedAt ?? ''}`;
     this.watchExit(key, id, incarnation);
     const check = await this.healthcheckOf(ctx, c);
+    // A one-shot process (`run --rm IMG true`, a Compose job) may be gone already: its exit
+    // is written in place of a Running that is over, one status write instead of two.
+    if (this.exitWatches.get(key) !== incarnation) {
+      const exited = await this.observe(id);
+      if (exited?.status === 'stopped') return this.afterExit(ctx, key, id, { ...stored, status: c.status }, exited, desired);
+    }
     if (check) {
       const startedAt = current.startedAt ? Date.parse(current.startedAt) : this.now();
       this.prober.ensure(key, id, incarnation, check, startedAt, c.status?.health ?? 'starting');
@@ -610,9 +619,11 @@ export class ContainerReconciler {
   private async onHealthChange(change: HealthChange): Promise<void> {
     const ctx = this.ctx;
     if (!ctx || ctx.signal.aborted) return;
-    const updated = await this.touchStatus(change.key, (status) => {
+    // Health and the Ready it decides, in one write.
+    const updated = await this.touchStatus(change.key, (status, c) => {
       if (status.health === change.health) return false;
       status.health = change.health;
+      if (status.phase === 'Running' || status.phase === 'Paused') setLiveReady(status, c.metadata.generation);
       return true;
     });
     if (!updated) return;
@@ -661,7 +672,7 @@ export class ContainerReconciler {
     // never rejects): its finalizer runs in the next reconcile, which waits for this one.
     if (desired === 'stopped') {
       await this.writeStatus(ctx, c, stoppedByUser(status));
-      await Promise.all([this.autoRemove(ctx, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
+      await Promise.all([this.autoRemove(ctx, key, id, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
       return;
     }
     if (!userStopped && !shouldRestart(c.spec.restartPolicy, c.spec.maxRetries, { exitCode, restartCount: status.restartCount ?? 0 })) {
@@ -669,7 +680,7 @@ export class ContainerReconciler {
       delete status.message;
       setCondition(status, { type: CONDITION_READY, status: 'False', reason: 'Exited', message: `exited with code ${exitCode}`, observedGeneration: c.metadata.generation });
       await this.writeStatus(ctx, c, status);
-      await Promise.all([this.autoRemove(ctx, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
+      await Promise.all([this.autoRemove(ctx, key, id, c), isNewDeath && this.recordDeath(ctx, c, state, exitCode)]);
       return;
     }
     if (isNewDeath) await this.recordDeath(ctx, c, state, exitCode);
@@ -704,11 +715,23 @@ export class ContainerReconciler {
 
   /**
    * docker run --rm (AutoRemove): a container whose process is done for good deletes
-   * itself, once its final status (the exit code `run` reports) is written; its finalizer
-   * then removes what it used, as for any deletion.
+   * itself, once its final status (the exit code `run` reports) is written. What it used
+   * goes at the same time as that deletion is written (the process is over, nothing waits
+   * for it), so its finalizer then finds nothing left but itself. Should the deletion
+   * fail, the next reconcile deletes it again rather than create it anew (reconcile's
+   * check of an exited autoRemove container).
    */
-  private async autoRemove(ctx: ReconcileContext, c: Container): Promise<void> {
+  private async autoRemove(ctx: ReconcileContext, key: string, id: string, c: Container): Promise<void> {
     if (!c.spec?.autoRemove || c.metadata.deletionTimestamp) return;
+    const [removed, deleted] = await Promise.allSettled([this.remove(ctx, key, id, c, 'it has exited and is removed (autoRemove)'), this.deleteSelf(ctx, c)]);
+    if (removed.status === 'rejected' && deleted.status === 'rejected') {
+      ctx.log.warn('deleting an exited autoRemove container failed too', { key, error: describeError(deleted.reason) });
+    }
+    if (removed.status === 'rejected') throw removed.reason;
+    if (deleted.status === 'rejected') throw deleted.reason;
+  }
+
+  private async deleteSelf(ctx: ReconcileContext, c: Container): Promise<void> {
     try {
       await ctx.client('Container').delete(c.metadata.namespace, c.metadata.name, { preconditionUid: c.metadata.uid });
     } catch (error) {
@@ -904,10 +927,16 @@ function runningStatus(c: Container, state: ContainerState, health: HealthState 
   delete status.finishedAt;
   delete status.exitCode;
   delete status.message;
+  setLiveReady(status, c.metadata.generation);
+  return status;
+}
+
+/** Ready of a live (Running or Paused) container: running, and healthy when it has a healthcheck. */
+function setLiveReady(status: ContainerStatus, generation: number | undefined): void {
+  const health = status.health;
   const ready = status.phase === 'Running' && (health === undefined || health === 'healthy');
   const reason = ready ? 'Running' : status.phase === 'Paused' ? 'Paused' : health === 'unhealthy' ? 'Unhealthy' : 'HealthcheckStarting';
-  setCondition(status, { type: CONDITION_READY, status: ready ? 'True' : 'False', reason, observedGeneration: c.metadata.generation });
-  return status;
+  setCondition(status, { type: CONDITION_READY, status: ready ? 'True' : 'False', reason, observedGeneration: generation });
 }
 
 function stoppedByUser(previous: ContainerStatus | undefined): ContainerStatus {

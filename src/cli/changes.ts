@@ -29,13 +29,14 @@ export class ObjectChanges {
   /**
    * The object with `uid` as its deletion left it (a DELETED event carries the last
    * version, as in Kubernetes), waiting up to `ms` for that event; undefined if none came.
+   * Rejects, as next() does, once the watch has failed.
    */
   async removedObject(uid: string | undefined, ms: number): Promise<ApiObject | undefined> {
     const deadline = Date.now() + ms;
     for (;;) {
       if (this.lastRemoved !== undefined && this.lastRemoved.metadata.uid === uid) return this.lastRemoved;
       const left = deadline - Date.now();
-      if (left <= 0 || this.failure !== undefined) return undefined;
+      if (left <= 0) return undefined;
       await this.next(left);
     }
   }

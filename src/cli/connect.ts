@@ -6,22 +6,15 @@ import { ensureDaemon } from '../client/ensure-daemon';
 import type { Paths } from '../config';
 
 export async function connect(paths: Paths, startDaemon: boolean): Promise<Client> {
+  // No round trip to check first: the first request that finds no daemon starts it.
+  if (startDaemon) return createClient({ socketPath: paths.socket, startDaemon: () => ensureDaemon(paths) });
+  // Without starting one, the caller wants to know now whether a daemon answers.
   const client = createClient({ socketPath: paths.socket });
   try {
-    // One cheap round trip on the connection every later request reuses.
     await client.healthz();
     return client;
-  } catch (err) {
-    if (!startDaemon || (err as { code?: unknown }).code !== 'D2P_DAEMON_UNREACHABLE') {
-      await client.close();
-      throw err;
-    }
-  }
-  try {
-    await ensureDaemon(paths);
   } catch (err) {
     await client.close();
     throw err;
   }
-  return client;
 }

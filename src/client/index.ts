@@ -27,10 +27,12 @@ export interface ClientOptions {
    * the socket (see loopback-transport.ts). Everyone else talks over socketPath.
    */
   handler?: RequestHandler;
+  /** Starts the daemon when the first request finds none (the socket client only). */
+  startDaemon?: () => Promise<void>;
 }
 
 export function createClient(opts: ClientOptions): Client {
-  const transport: ApiTransport = opts.handler ? new LoopbackTransport(opts.handler) : new Transport(opts.socketPath);
+  const transport: ApiTransport = opts.handler ? new LoopbackTransport(opts.handler) : new Transport(opts.socketPath, opts.startDaemon);
   const watches = new Set<{ stop(): void }>();
   const byKind = new Map<string, ResourceClient>();
   for (const info of KINDS) byKind.set(info.kind, new HttpResourceClient(transport, info, watches));

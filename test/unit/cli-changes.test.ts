@@ -11,8 +11,8 @@ afterEach(() => {
   open = [];
 });
 
-function watchVolumes(api: ReturnType<typeof createFakeApi>, name?: string): ObjectChanges {
-  const changes = new ObjectChanges(api as unknown as Client, 'Volume', { namespace: 'shop', name });
+function watchVolumes(api: ReturnType<typeof createFakeApi>, name?: string, resourceVersion?: string): ObjectChanges {
+  const changes = new ObjectChanges(api as unknown as Client, 'Volume', { namespace: 'shop', name, resourceVersion });
   open.push(changes);
   return changes;
 }
@@ -39,6 +39,18 @@ describe('ObjectChanges', () => {
     await changes.next(50);
     await api.for('Volume').create(volume('other'));
     expect(await elapsed(changes.next(150))).toBeGreaterThanOrEqual(140);
+  });
+
+  it('gives the object as its deletion left it, also for a deletion made before it was watching', async () => {
+    const api = createFakeApi();
+    const created = await api.for('Volume').create({ ...volume('gone'), metadata: { ...volume('gone').metadata, labels: { last: 'state' } } });
+    await api.for('Volume').delete('shop', 'gone');
+    // From the resourceVersion of its creation: the deletion is delivered though it came first.
+    const changes = watchVolumes(api, 'gone', created.metadata.resourceVersion);
+    const removed = await changes.removedObject(created.metadata.uid, 5_000);
+    expect(removed?.metadata).toMatchObject({ uid: created.metadata.uid, labels: { last: 'state' } });
+    // Another object's deletion is not this one's: the wait times out empty.
+    expect(await changes.removedObject('another-uid', 100)).toBeUndefined();
   });
 
   it('returns at once for a change that came while nobody waited, and on abort', async () => {

@@ -342,8 +342,9 @@ describe('run flags', () => {
     expect(objects.image).toMatchObject({ kind: 'Image', metadata: { name: 'busybox-1.36', namespace: 'default' }, spec: { ref: 'busybox:1.36' } });
     expect(objects.volumes.map((v) => v.metadata.name)).toEqual(['cache']);
     expect(buildRunObjects({ image: 'x', entrypoint: '' }, { cwd: '/', name: 'n' }).container.spec).toEqual({ image: 'x', entrypoint: [], restartPolicy: 'no' });
-    // --rm is the daemon's to carry out (docker's AutoRemove), so it holds with -d too.
+    // -d --rm is the daemon's to carry out (docker's AutoRemove); attached, run removes it after reading its output.
     expect(buildRunObjects({ image: 'x', rm: true, detach: true }, { cwd: '/', name: 'n' }).container.spec).toEqual({ image: 'x', restartPolicy: 'no', autoRemove: true });
+    expect(buildRunObjects({ image: 'x', rm: true }, { cwd: '/', name: 'n' }).container.spec).toEqual({ image: 'x', restartPolicy: 'no' });
   });
 
   it('refuses malformed flags with the flag named', () => {

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../../src/api/errors';
 import type { Image, ImageSpec, ObjectMeta } from '../../src/api/types';
 import { resolvePaths } from '../../src/config';
@@ -142,6 +143,21 @@ describe('apply', () => {
   });
 });
 
+describe('requests', () => {
+  it("leave node's agent no TLS server name to derive: it would test the host against its IPv6 pattern each time", async () => {
+    const { client } = await serve();
+    // The exports object node's own http agent calls isIP through.
+    const netExports = createRequire(__filename)('node:net') as typeof net;
+    const isIP = vi.spyOn(netExports, 'isIP');
+    try {
+      for (let i = 0; i < 3; i++) await client.images.list({ namespace: 'shop' });
+      expect(isIP).not.toHaveBeenCalled();
+    } finally {
+      isIP.mockRestore();
+    }
+  });
+});
+
 describe('watch lifecycle', () => {
   it('ends at once when stopped before it is iterated, and when the consumer breaks', async () => {
     const { client } = await serve();
@@ -187,6 +203,43 @@ describe('errors', () => {
     expect(err.code).toBe('D2P_DAEMON_UNREACHABLE');
     expect(err.message).toContain(socketPath);
     expect(err.message).toContain('ENOENT');
+  });
+
+  it('with startDaemon, starts it once when requests find no daemon, then sends them again', async () => {
+    const socketPath = path.join(dir, 'api.sock');
+    const store = await openStore({ dir: path.join(dir, 'store') });
+    cleanups.push(() => store.close());
+    let starts = 0;
+    const client = createClient({
+      socketPath,
+      startDaemon: async () => {
+        starts++;
+        const server = await startApiServer({ store, socketPath, log: () => undefined });
+        cleanups.push(() => server.close());
+      },
+    });
+    cleanups.push(() => client.close());
+    // Concurrent first requests share the one start; a POST is sent again too (it never left).
+    const [created, listed] = await Promise.all([client.images.create(image('web', { ref: 'nginx:1' })), client.volumes.list({ namespace: 'shop' })]);
+    expect(created.metadata.name).toBe('web');
+    expect(listed.items).toEqual([]);
+    expect((await client.images.get('shop', 'web')).spec?.ref).toBe('nginx:1');
+    expect(starts).toBe(1);
+  });
+
+  it('with startDaemon, reports a start that fails, and never starts twice', async () => {
+    let starts = 0;
+    const client = createClient({
+      socketPath: path.join(dir, 'nobody.sock'),
+      startDaemon: async () => {
+        starts++;
+        throw Object.assign(new Error('the daemon exited at once'), { code: 'D2P_DAEMON_START_FAILED' });
+      },
+    });
+    cleanups.push(() => client.close());
+    expect((await failure(client.volumes.list())).message).toBe('the daemon exited at once');
+    expect((await failure(client.volumes.list())).message).toBe('the daemon exited at once');
+    expect(starts).toBe(1);
   });
 
   it('reports a socket nobody listens on as D2P_DAEMON_UNREACHABLE (ECONNREFUSED)', async () => {

@@ -41,6 +41,8 @@ class FakeRuntime {
   /** Bundles a crash cut short during create: the real runtime's IncompleteBundleError. */
   readonly incomplete = new Set<string>();
   private nextPid = 1000;
+  /** Set: every process started exits with this code at once, before start's caller goes on. */
+  exitOnStart: number | undefined;
 
   constructor(private readonly clock: () => number) {}
 
@@ -58,7 +60,10 @@ class FakeRuntime {
     Object.assign(p, { status: 'running', pid: this.nextPid++, shimPid: this.nextPid++, startedAt: new Date(this.clock()).toISOString() });
     delete p.exitCode;
     delete p.finishedAt;
-    return this.state(id);
+    const state = await this.state(id);
+    const exitCode = this.exitOnStart;
+    if (exitCode !== undefined) queueMicrotask(() => this.die(id, exitCode));
+    return state;
   }
 
   async stop(id: string): Promise<ContainerState> {
@@ -102,6 +107,8 @@ class FakeRuntime {
 
   wait(id: string): Promise<ExitStatus> {
     const p = this.get(id);
+    // As the real runtime's: a process already gone is reported at once.
+    if (p.status === 'stopped') return Promise.resolve({ exitCode: p.exitCode ?? 255, oomKilled: false });
     return new Promise((resolve) => p.waiters.push(() => resolve({ exitCode: p.exitCode ?? 255, oomKilled: false })));
   }
 
@@ -291,6 +298,23 @@ describe('Container controller', () => {
     expect(runtime.calls).toEqual([`create ${ID}`, `start ${ID}`, `delete ${ID}`]);
   });
 
+  it('autoRemove: when its deletion fails, the next reconcile deletes it again, never starts it anew', async () => {
+    await createContainer({ autoRemove: true });
+    await reconcile();
+    await die(0);
+    api.failNext('Container', 'delete', new Error('store unavailable'));
+    await expect(reconcile()).rejects.toThrow('store unavailable');
+    // What it used went beside the deletion that failed: no runtime container is left.
+    expect(runtime.processes.has(ID)).toBe(false);
+    expect(peek()!.status?.phase).toBe('Exited');
+    await reconcile();
+    expect(peek()!.metadata.deletionTimestamp).toBeDefined();
+    await reconcile();
+    expect(peek()).toBeUndefined();
+    expect(runtime.calls.filter((c) => c.startsWith('create'))).toHaveLength(1);
+    expect(starts()).toBe(1);
+  });
+
   it('autoRemove: a container the user stops is deleted too, as docker stop deletes a --rm container', async () => {
     await createContainer({ autoRemove: true });
     await reconcile();
@@ -302,6 +326,29 @@ describe('Container controller', () => {
     await reconcile();
     expect(peek()).toBeUndefined();
     expect(runtime.calls).toEqual([`create ${ID}`, `start ${ID}`, `stop ${ID}`, `delete ${ID}`]);
+  });
+
+  it('a process gone before it is recorded as running gets its exit written instead: never Running, one status write fewer', async () => {
+    runtime.exitOnStart = 5;
+    await createContainer();
+    const before = api.calls.length;
+    await reconcile();
+    expect(peek()!.status).toMatchObject({ phase: 'Exited', exitCode: 5 });
+    expect(peek()!.status?.startedAt).toBeDefined();
+    const statusWrites = api.calls.slice(before).filter((c) => c.kind === 'Container' && c.verb === 'updateStatus');
+    expect(statusWrites).toHaveLength(2); // Creating, then Exited
+    expect(eventReasons()).toEqual(expect.arrayContaining(['Created', 'Started', 'Died']));
+    expect(starts()).toBe(1);
+  });
+
+  it('a health change is written with the Ready it decides, without waiting for a reconcile', async () => {
+    await createContainer({ healthcheck: { test: ['CMD', 'true'], interval: '10ms', startInterval: '10ms' } });
+    await reconcile();
+    expect(getCondition(peek()!.status, 'Ready')).toMatchObject({ status: 'False', reason: 'HealthcheckStarting' });
+    await vi.waitFor(() => {
+      expect(peek()!.status?.health).toBe('healthy');
+      expect(getCondition(peek()!.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Running' });
+    });
   });
 
   it('on-failure:2 restarts twice, then leaves it Exited', async () => {

@@ -23,7 +23,7 @@ import { lazy } from '../lazy';
 import * as fs from 'node:fs';
 import type { AttachSession } from '../../runtime/attach';
 import { bridgeTerminal, NOT_A_TTY, parseEnvFlags, pipeToWriter, type TerminalBridge, type TerminalStreams } from './exec';
-import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState } from './lifecycle';
+import { containerId, getIfExists, interruptSignal, setDesiredState } from './lifecycle';
 import { PrefixedPrinter, ProjectFollower } from './logs';
 
 export interface RunFlags {
@@ -198,8 +198,10 @@ export function buildRunObjects(flags: RunFlags, opts: { cwd: string; env?: Reco
   if (flags.rm && spec.restartPolicy !== 'no') {
     throw new CliError('conflicting options: cannot specify both --restart and --rm', { code: 'D2P_USAGE' });
   }
-  // The daemon deletes it once it has exited (docker's AutoRemove), with -d too.
-  if (flags.rm) spec.autoRemove = true;
+  // Detached, the daemon deletes it once it has exited (docker's AutoRemove). Attached, we
+  // delete it once we have read all it printed: the daemon's deletion takes its log with
+  // it, and would race our last read of a process that exits at once.
+  if (flags.rm && flags.detach) spec.autoRemove = true;
   const labels = { [RUN_LABEL]: 'true' };
   // Born with the Container controller's finalizer, which it would otherwise add first.
   const container: Container = { apiVersion: API_VERSION, kind: 'Container', metadata: { name: opts.name, namespace: DEFAULT_NAMESPACE, labels, finalizers: [CONTAINER_FINALIZER] }, spec };
@@ -274,13 +276,16 @@ interface Final {
 }
 
 /**
- * --rm: a container that exited is deleted by the daemon (spec.autoRemove), so we only wait
- * for it to be gone, as docker run waits for its removal; one that never ran, or that we
- * stopped following (an error, a timeout), is deleted here.
+ * --rm, attached: deletes the container once its output has been read, and waits until it
+ * is gone, as docker run waits for its removal.
  */
 async function afterRun(client: Client, container: Container, changes: ObjectChanges, final: Final | undefined): Promise<void> {
   if (final?.removed) return;
-  if (final?.container?.status?.phase !== 'Exited') return removeContainer(client, container, REMOVE_TIMEOUT_MS);
+  try {
+    await client.containers.delete(DEFAULT_NAMESPACE, container.metadata.name, { preconditionUid: container.metadata.uid });
+  } catch (err) {
+    if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) throw err;
+  }
   const deadline = Date.now() + REMOVE_TIMEOUT_MS;
   for (;;) {
     const now = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
@@ -288,7 +293,9 @@ async function afterRun(client: Client, container: Container, changes: ObjectCha
     if (Date.now() >= deadline) {
       throw new CliError(`timed out after ${REMOVE_TIMEOUT_MS / 1000}s waiting for container ${container.metadata.name} to be removed`, { code: 'D2P_TIMEOUT' });
     }
-    await changes.next(Math.min(500, Math.max(0, deadline - Date.now())));
+    // The deletion's watch event ends the wait; the read above, every 500 ms, stands in
+    // for a watch that ended.
+    if (await changes.removedObject(container.metadata.uid, Math.min(500, Math.max(0, deadline - Date.now())))) return;
   }
 }
 
@@ -344,8 +351,7 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
     follower.pollOnce();
     last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
     if (last === undefined || last.metadata.uid !== container.metadata.uid) {
-      // --rm: the daemon deletes it right after its exit is recorded; the deletion's
-      // watch event carries that last state.
+      // Deleted meanwhile (d2p rm -f): the deletion's watch event carries its last state.
       const gone = (await changes.removedObject(container.metadata.uid, REMOVED_STATE_WAIT_MS)) as Container | undefined;
       // Deleted before it finished (d2p rm -f): there is no exit code to report.
       last = isFinished(gone) ? gone : undefined;
@@ -354,7 +360,7 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
     }
     if (isFinished(last)) break;
     if (last?.status?.phase === 'Running') await session?.tryAttach();
-    if (last?.status?.startedAt === undefined) await checkImage(client, container);
+    if (waitsForImage(last)) await checkImage(client, container);
     if (signal.aborted && !stopping) {
       stopping = true;
       await setDesiredState(client, last!, 'stopped');
@@ -434,6 +440,11 @@ class SessionAttacher {
     this.bridge?.dispose();
     this.socket?.output.destroy();
   }
+}
+
+/** The controller says the image is not there yet (ImagePulled=False): it may be being pulled, or have failed to. */
+function waitsForImage(c: Container | undefined): boolean {
+  return c?.status?.conditions?.some((cond) => cond.type === 'ImagePulled' && cond.status === 'False') === true;
 }
 
 /** A pull that failed will not heal by waiting: say so instead of waiting for the deadline. */
