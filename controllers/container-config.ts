@@ -1,7 +1,6 @@
 // ContainerSpec + pulled image + prepared mounts → the runtime's ContainerConfig. The
 // runtime applies Docker's entrypoint/command and env rules itself (resolveArgs and
 // mergeEnv in src/runtime/oci.ts), so the image config is handed over as it is.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -12,17 +11,7 @@ import type { ContainerConfig, RuntimeMount } from '../src/runtime/index';
 import type { LocalImage } from './container-host';
 import { TerminalError } from './errors';
 
-// The runtime's id rule (src/runtime/runtime.ts ID_PATTERN).
-const RUNTIME_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-
-/** Runtime id of a Container: "<namespace>_<name>", or a hashed form when that is too long. */
-export function containerId(namespace: string, name: string): string {
-  const plain = `${namespace}_${name}`;
-  if (RUNTIME_ID.test(plain)) return plain;
-  // "_" cannot start a name, so "<ns>_<name>" stays unambiguous; the hash keeps long names unique.
-  const hash = createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 16);
-  return `${plain.slice(0, 128 - hash.length - 1)}-${hash}`;
-}
+export { containerId } from './container-id';
 
 export interface ConfigInputs {
   id: string;

@@ -2,12 +2,15 @@
 // (DESIGN.md §2: "d2p apply starts the daemon when none is running"). Its own module so
 // that the client and what it loads come in only for commands that talk to the API.
 import { createClient, type Client } from '../client';
-import { ensureDaemon } from '../client/ensure-daemon';
 import type { Paths } from '../config';
+import { lazy } from './lazy';
+
+// What starts a daemon is needed only when none answers.
+const ensureDaemonModule = lazy(() => require('../client/ensure-daemon'), () => import('../client/ensure-daemon.js'));
 
 export async function connect(paths: Paths, startDaemon: boolean): Promise<Client> {
   // No round trip to check first: the first request that finds no daemon starts it.
-  if (startDaemon) return createClient({ socketPath: paths.socket, startDaemon: () => ensureDaemon(paths) });
+  if (startDaemon) return createClient({ socketPath: paths.socket, startDaemon: async () => (await ensureDaemonModule()).ensureDaemon(paths) });
   // Without starting one, the caller wants to know now whether a daemon answers.
   const client = createClient({ socketPath: paths.socket });
   try {

@@ -7,7 +7,7 @@
 // file (truncation), and reads the new content from its start in the last two cases.
 import * as fs from 'node:fs';
 import { parseDuration } from '../api/duration';
-import { containerId } from '../../controllers/container-config';
+import { containerId } from '../../controllers/container-id';
 import { containerDir } from '../runtime/bundle';
 import { CliError } from './io';
 

@@ -242,9 +242,7 @@ export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise
   const generated = opts.name === undefined;
   const planned = buildRunObjects(opts, { cwd, name: opts.name ?? generateName(opts.random) });
   const client = await ctx.client();
-  await createIfMissing(client, planned.image);
-  for (const volume of planned.volumes) await createIfMissing(client, volume);
-  const container = await createContainer(client, planned.container, generated, opts.random);
+  const container = await createRunObjects(client, planned, generated, opts.random);
   if (opts.detach) {
     ctx.io.stdout.write(`${container.metadata.name}\n`);
     return 0;
@@ -297,6 +295,38 @@ async function afterRun(client: Client, container: Container, changes: ObjectCha
     // for a watch that ended.
     if (await changes.removedObject(container.metadata.uid, Math.min(500, Math.max(0, deadline - Date.now())))) return;
   }
+}
+
+/**
+ * The Image, the volumes and the Container are sent at once: one round trip instead of
+ * one each (the controllers wait for what is missing, whatever comes first). Should the
+ * Image or a volume be refused while the Container was made, the Container is deleted
+ * again, so that nothing is left half-made.
+ */
+async function createRunObjects(client: Client, planned: RunObjects, generated: boolean, random?: () => number): Promise<Container> {
+  const [needed, made] = await Promise.all([
+    Promise.allSettled([createIfMissing(client, planned.image), ...planned.volumes.map((v) => createIfMissing(client, v))]),
+    createContainer(client, planned.container, generated, random).then(
+      (container) => ({ container }),
+      (error: unknown) => ({ error }),
+    ),
+  ]);
+  const refused = needed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (refused === undefined) {
+    if ('error' in made) throw made.error;
+    return made.container;
+  }
+  if ('container' in made) {
+    const { name, uid } = made.container.metadata;
+    try {
+      await client.containers.delete(DEFAULT_NAMESPACE, name, { preconditionUid: uid });
+    } catch (err) {
+      if (!isApiError(err, 'NotFound')) {
+        throw new CliError(`${(refused.reason as Error).message}; and container ${name}, created beside it, could not be removed: ${(err as Error).message}`, { cause: refused.reason });
+      }
+    }
+  }
+  throw refused.reason;
 }
 
 async function createIfMissing(client: Client, obj: Image | Volume): Promise<void> {
