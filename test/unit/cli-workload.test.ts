@@ -44,7 +44,7 @@ import {
   readLogFile,
   type LogRecord,
 } from '../../src/cli/logs-reader';
-import { main, type CommandLoader } from '../../src/cli/main';
+import { buildProgram, COMMAND_NAMES, commandWord, main, type CommandLoader } from '../../src/cli/main';
 
 let tmp: string;
 beforeEach(() => {
@@ -463,6 +463,26 @@ describe('argument parsing of the workload commands', () => {
     const status = await main(argv, { stdout: new StringWriter(), stderr: err }, { load, context: { startDaemon: false } });
     return { ...seen, status, err: err.toString() };
   }
+
+  it('builds only the command the line names, and the whole program for anything else', async () => {
+    expect(commandWord(['run', '--rm', 'x'])).toBe('run');
+    expect(commandWord(['--root', '/r', '--socket', '/s', 'ps', '-a'])).toBe('ps');
+    expect(commandWord(['--root=/r', '--debug', 'get', 'ctr'])).toBe('get');
+    expect(commandWord(['--help'])).toBeUndefined();
+    expect(commandWord([])).toBeUndefined();
+    const io = { stdout: new StringWriter(), stderr: new StringWriter() };
+    const runner = async (): Promise<void> => undefined;
+    expect(buildProgram(io, runner, 'run').commands.map((c) => c.name())).toEqual(['run']);
+    expect(buildProgram(io, runner, 'stop').commands.map((c) => c.name())).toEqual(['stop']);
+    const all = buildProgram(io, runner).commands.map((c) => c.name());
+    for (const name of COMMAND_NAMES.filter((n) => n !== 'lifecycle')) expect(all).toContain(name);
+    // Global options before the word, and a typo, which gets commander's suggestion from the whole program.
+    expect(await parse('--root', '/tmp/nowhere', 'run', 'busybox')).toMatchObject({ name: 'run', status: 0, opts: { image: 'busybox' } });
+    const typo = await parse('rnu', 'busybox');
+    expect(typo.status).not.toBe(0);
+    expect(typo.err).toContain("unknown command 'rnu'");
+    expect(typo.err).toContain('(Did you mean run?)');
+  });
 
   it('keeps the options after IMAGE or TARGET for the command run in the container', async () => {
     const run = await parse('run', '--rm', '-e', 'A=1', '-p', '8080:80', 'busybox', 'sh', '-c', 'echo -e hi', '-p');
