@@ -17,18 +17,21 @@ export interface ContainerDir extends BundlePaths {
 
 export function containerDir(stateDir: string, id: string): ContainerDir {
   const dir = path.join(stateDir, id);
+  // `dir` is normalized and the names are single components: joining them is appending
+  // (path.join normalizes again each time, and the runtime asks for these on every state()).
+  const inDir = (name: string): string => `${dir}${path.sep}${name}`;
   return {
     dir,
-    config: path.join(dir, 'config.json'),
-    record: path.join(dir, 'record.json'),
-    state: path.join(dir, 'state.json'),
-    log: path.join(dir, `${id}-json.log`),
-    rootfs: path.join(dir, 'rootfs'),
-    upper: path.join(dir, 'upper'),
-    work: path.join(dir, 'work'),
-    hosts: path.join(dir, 'hosts'),
-    resolvConf: path.join(dir, 'resolv.conf'),
-    hostname: path.join(dir, 'hostname'),
+    config: inDir('config.json'),
+    record: inDir('record.json'),
+    state: inDir('state.json'),
+    log: inDir(`${id}-json.log`),
+    rootfs: inDir('rootfs'),
+    upper: inDir('upper'),
+    work: inDir('work'),
+    hosts: inDir('hosts'),
+    resolvConf: inDir('resolv.conf'),
+    hostname: inDir('hostname'),
   };
 }
 
