@@ -9,11 +9,13 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Container, Service } from '../../src/api/types';
 import { downPlan } from '../../src/cli/commands/down';
-import { execCommand, parseEnvFlags, NOT_A_TTY } from '../../src/cli/commands/exec';
+import { execCommand } from '../../src/cli/commands/exec';
 import { runtimeCgroupParent } from '../../src/cli/commands/lifecycle';
-import { PrefixedPrinter, ProjectFollower } from '../../src/cli/commands/logs';
+import { containerLabel } from '../../src/cli/container-state';
+import { parseEnvFlags } from '../../src/cli/env-flags';
+import { PrefixedPrinter, ProjectFollower } from '../../src/cli/log-follower';
+import { NOT_A_TTY } from '../../src/cli/terminal';
 import {
-  containerLabel,
   effectiveCommand,
   findComposeFile,
   findProject,

@@ -4,7 +4,8 @@
 // process). Only `kill` reaches the runtime directly, because a signal is not a state, and
 // `stop -t` does when the deadline passes. Targets are container names, `namespace/name`,
 // or services of the current project (`d2p stop web` stops every replica, as compose does).
-// Also here: what exec, run, stats and top share — finding containers and waiting on them.
+// Also here: finding the containers a command line names (exec, stats, top, network). What
+// the commands share to read, steer and wait on one container is in ../container-state.ts.
 import { isApiError } from '../../api/errors';
 import type { Container } from '../../api/types';
 import type { Client } from '../../client';
@@ -13,16 +14,11 @@ import { parseDuration } from '../../api/duration';
 import { ContainerStateError } from '../../runtime/errors';
 import type { Runtime } from '../../runtime/runtime';
 import type { CommandContext } from '../context';
-import { ObjectChanges } from '../changes';
+import { containerId, containerRef, getIfExists, isRunning, isStopped, removeContainer, setDesiredState, sleep, waitForContainer } from '../container-state';
 import { CliError, ReportedError } from '../io';
 import { lazy } from '../lazy';
-import { runtimeId } from '../logs-reader';
 import { COMPOSE_LABELS } from '../../api/types';
 import { findProject, sortContainers, type ProjectFlags } from './ps';
-
-/** The annotation the Container controller reads to start, stop or pause a container. */
-export const DESIRED_STATE_ANNOTATION = 'd2p.dev/desired-state';
-export type DesiredState = 'running' | 'stopped' | 'paused';
 
 /**
  * The cgroup parent the Container controller gives its Runtime ("d2p" unless the daemon
@@ -42,9 +38,6 @@ export async function openRuntime(paths: Paths): Promise<Runtime> {
   const { Runtime } = await runtimeModule();
   return new Runtime({ stateDir: paths.containers, cgroupParent: runtimeCgroupParent() });
 }
-
-export const containerId = (c: Container): string => runtimeId(c.metadata.namespace ?? 'default', c.metadata.name);
-export const containerRef = (c: Container): string => `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`;
 
 // ------------------------------------------------------------------------------ targets
 
@@ -104,15 +97,6 @@ async function getContainer(client: Client, namespace: string, name: string): Pr
   return found;
 }
 
-export async function getIfExists(client: Client, namespace: string, name: string): Promise<Container | undefined> {
-  try {
-    return await client.containers.get(namespace, name);
-  } catch (err) {
-    if (isApiError(err, 'NotFound')) return undefined;
-    throw err;
-  }
-}
-
 /** One container: a name, or replica `index` (from 1) of a service, as `docker compose exec --index`. */
 export async function resolveOne(client: Client, word: string, opts: TargetOptions & { index?: number }): Promise<Container> {
   const found = await resolveTargets(client, [word], opts);
@@ -124,88 +108,6 @@ export async function resolveOne(client: Client, word: string, opts: TargetOptio
     return byIndex;
   }
   return found[0];
-}
-
-// ------------------------------------------------------------------------------ waiting
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-  });
-}
-
-/** An AbortSignal fired by Ctrl-C, unless the caller (a test) brings its own. */
-export function interruptSignal(given?: AbortSignal): { signal: AbortSignal; dispose(): void } {
-  if (given) return { signal: given, dispose: () => undefined };
-  const abort = new AbortController();
-  const onInterrupt = (): void => abort.abort();
-  process.once('SIGINT', onInterrupt);
-  return { signal: abort.signal, dispose: () => void process.removeListener('SIGINT', onInterrupt) };
-}
-
-const POLL_START_MS = 50;
-const POLL_MAX_MS = 500;
-
-/**
- * Reads a container until `done` says so; undefined when it is gone. Each check is a GET,
- * which keeps this correct whatever events were missed (the level-triggered rule the
- * controllers follow too); a watch only wakes it early, and without one it still looks
- * again after 50 ms growing to 500 ms.
- */
-export async function waitForContainer(
-  client: Client,
-  target: Container,
-  done: (c: Container | undefined) => boolean,
-  opts: { timeoutMs: number; what: string; signal?: AbortSignal },
-): Promise<Container | undefined> {
-  const namespace = target.metadata.namespace ?? 'default';
-  const changes = new ObjectChanges(client, 'Container', { namespace, name: target.metadata.name });
-  try {
-    const deadline = Date.now() + opts.timeoutMs;
-    for (let interval = POLL_START_MS; ; interval = Math.min(interval * 2, POLL_MAX_MS)) {
-      const current = await getIfExists(client, namespace, target.metadata.name);
-      if (done(current)) return current;
-      if (opts.signal?.aborted) throw new CliError(`interrupted while waiting for ${target.metadata.name} to ${opts.what}`, { code: 'D2P_INTERRUPTED', exitCode: 130 });
-      if (Date.now() >= deadline) {
-        const phase = current?.status?.phase ?? 'unknown';
-        const why = current?.status?.message ? `: ${current.status.message}` : '';
-        throw new CliError(`timed out after ${Math.round(opts.timeoutMs / 1000)}s waiting for container ${target.metadata.name} to ${opts.what} (phase ${phase}${why})`, {
-          code: 'D2P_TIMEOUT',
-        });
-      }
-      await changes.next(Math.min(interval, Math.max(0, deadline - Date.now())), opts.signal);
-    }
-  } finally {
-    changes.stop();
-  }
-}
-
-export const isRunning = (c: Container | undefined): boolean => c?.status?.phase === 'Running';
-/** Not running and not about to (Exited, Failed, or gone). */
-export const isStopped = (c: Container | undefined): boolean =>
-  c === undefined || c.status?.phase === 'Exited' || c.status?.phase === 'Failed';
-
-/** Sets the desired state; a no-op write is skipped so the object's resourceVersion stays. */
-export async function setDesiredState(client: Client, c: Container, state: DesiredState): Promise<Container> {
-  if (c.metadata.annotations?.[DESIRED_STATE_ANNOTATION] === state) return c;
-  return client.containers.patch(c.metadata.namespace, c.metadata.name, 'merge', { metadata: { annotations: { [DESIRED_STATE_ANNOTATION]: state } } });
-}
-
-/** Deletes a container and returns once the object is gone (its finalizer has cleaned the machine). */
-export async function removeContainer(client: Client, c: Container, timeoutMs: number): Promise<void> {
-  try {
-    await client.containers.delete(c.metadata.namespace, c.metadata.name);
-  } catch (err) {
-    if (!isApiError(err, 'NotFound')) throw err;
-  }
-  await waitForContainer(client, c, (now) => now === undefined || now.metadata.uid !== c.metadata.uid, { timeoutMs, what: 'be removed' });
 }
 
 // ------------------------------------------------------------------------------ command

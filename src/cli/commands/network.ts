@@ -21,7 +21,8 @@ import { runSubcommands } from '../subcommands';
 import { formatError } from '../format-error';
 import { CliError, ReportedError } from '../io';
 import { renderTable } from '../printers';
-import { containerRef, resolveTargets } from './lifecycle';
+import { resolveTargets } from './lifecycle';
+import { containerRef } from '../container-state';
 import { findProject } from './ps';
 
 export interface NetworkCommandOptions {

@@ -9,6 +9,7 @@ import { COMPOSE_LABELS, type Container, type Image, type ImageConfig } from '..
 import type { Client } from '../../client';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
+import { containerLabel, serviceOf } from '../container-state';
 import { lazy } from '../lazy';
 import { formatPorts, renderTable } from '../printers';
 
@@ -79,18 +80,9 @@ export async function requireProject(flags: ProjectFlags, opts: ResolveOptions =
   );
 }
 
-export const serviceOf = (c: Container): string | undefined => c.metadata.labels?.[COMPOSE_LABELS.service];
-
 function numberOf(c: Container): number {
   const n = Number(c.metadata.labels?.[COMPOSE_LABELS.containerNumber]);
   return Number.isInteger(n) ? n : 0;
-}
-
-/** "web-1": how compose prefixes a container's log lines; the object name for other containers. */
-export function containerLabel(c: Container): string {
-  const service = serviceOf(c);
-  const n = c.metadata.labels?.[COMPOSE_LABELS.containerNumber];
-  return service !== undefined && n !== undefined ? `${service}-${n}` : c.metadata.name;
 }
 
 /** By service, then replica number, then name: the order docker compose prints. */

@@ -22,9 +22,10 @@ import { CliError } from '../io';
 import { lazy } from '../lazy';
 import * as fs from 'node:fs';
 import type { AttachSession } from '../../runtime/attach';
-import { bridgeTerminal, NOT_A_TTY, parseEnvFlags, pipeToWriter, type TerminalBridge, type TerminalStreams } from './exec';
-import { containerId, getIfExists, interruptSignal, setDesiredState } from './lifecycle';
-import { PrefixedPrinter, ProjectFollower } from './logs';
+import { parseEnvFlags } from '../env-flags';
+import { bridgeTerminal, NOT_A_TTY, pipeToWriter, type TerminalBridge, type TerminalStreams } from '../terminal';
+import { containerId, getIfExists, interruptSignal, setDesiredState } from '../container-state';
+import { PrefixedPrinter, ProjectFollower } from '../log-follower';
 
 export interface RunFlags {
   image: string;

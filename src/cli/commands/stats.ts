@@ -11,7 +11,8 @@ import { ContainerNotFoundError, ContainerStateError } from '../../runtime/error
 import type { ContainerStats } from '../../runtime/types';
 import type { CommandContext } from '../context';
 import { humanSize, renderTable } from '../printers';
-import { containerId, interruptSignal, isRunning, openRuntime, resolveTargets, sleep } from './lifecycle';
+import { openRuntime, resolveTargets } from './lifecycle';
+import { containerId, interruptSignal, isRunning, sleep } from '../container-state';
 import { findProject, projectContainers, sortContainers, type ProjectFlags } from './ps';
 
 export interface StatsOptions extends ProjectFlags {

@@ -10,7 +10,8 @@ import { v1Mounts } from '../../runtime/cgroups';
 import type { CommandContext } from '../context';
 import { CliError } from '../io';
 import { renderTable } from '../printers';
-import { isRunning, resolveTargets } from './lifecycle';
+import { resolveTargets } from './lifecycle';
+import { isRunning } from '../container-state';
 import type { ProjectFlags } from './ps';
 
 export interface TopOptions extends ProjectFlags {

@@ -17,9 +17,10 @@ import { lazy } from '../lazy';
 import { loadObjects } from '../load-objects';
 import { describeObject, type ManifestObject } from '../manifests';
 import { applyObjects } from './apply';
-import { interruptSignal, isStopped, setDesiredState, sleep } from './lifecycle';
-import { PrefixedPrinter, ProjectFollower, wantsColour } from './logs';
-import { containerLabel, findComposeFile, projectContainers, serviceOf, type ProjectFlags } from './ps';
+import { containerLabel, interruptSignal, isStopped, serviceOf, setDesiredState, sleep } from '../container-state';
+import { PrefixedPrinter, ProjectFollower } from '../log-follower';
+import { wantsColour } from './logs';
+import { findComposeFile, projectContainers, type ProjectFlags } from './ps';
 
 // The builder, the image store and the runtime it brings are ~40 ms of every `up`'s start;
 // only a project built here (--build with a build: section) needs them.
