@@ -12,6 +12,8 @@ export class ObjectChanges {
   private failure: unknown;
   /** What the last DELETED event carried: the object as it was when it went. */
   private lastRemoved: ApiObject | undefined;
+  /** What the last ADDED or MODIFIED event carried. */
+  private lastSeen: ApiObject | undefined;
 
   /**
    * `resourceVersion`: deliver every change after it (the object as created, say), so a
@@ -27,6 +29,20 @@ export class ObjectChanges {
   }
 
   /**
+   * The object with `uid` as the last event about it (not its deletion) carried, if one
+   * came: with a watch from the object's own resourceVersion, its newest state, without a
+   * read of our own.
+   */
+  latest(uid: string | undefined): ApiObject | undefined {
+    return this.lastSeen !== undefined && this.lastSeen.metadata.uid === uid ? this.lastSeen : undefined;
+  }
+
+  /** The object with `uid` as its deletion left it, if that event came already. */
+  removed(uid: string | undefined): ApiObject | undefined {
+    return this.lastRemoved !== undefined && this.lastRemoved.metadata.uid === uid ? this.lastRemoved : undefined;
+  }
+
+  /**
    * The object with `uid` as its deletion left it (a DELETED event carries the last
    * version, as in Kubernetes), waiting up to `ms` for that event; undefined if none came.
    * Rejects, as next() does, once the watch has failed.
@@ -34,7 +50,8 @@ export class ObjectChanges {
   async removedObject(uid: string | undefined, ms: number): Promise<ApiObject | undefined> {
     const deadline = Date.now() + ms;
     for (;;) {
-      if (this.lastRemoved !== undefined && this.lastRemoved.metadata.uid === uid) return this.lastRemoved;
+      const removed = this.removed(uid);
+      if (removed !== undefined) return removed;
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
       await this.next(left);
@@ -70,6 +87,7 @@ export class ObjectChanges {
     try {
       for await (const event of this.watch) {
         if (event.type === 'DELETED') this.lastRemoved = event.object;
+        else if (event.type === 'ADDED' || event.type === 'MODIFIED') this.lastSeen = event.object;
         this.wakeAll();
       }
     } catch (err) {

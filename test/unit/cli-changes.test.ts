@@ -1,5 +1,5 @@
 // The CLI's waits wake on a watch event instead of sleeping out their interval.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ObjectChanges } from '../../src/cli/changes';
 import type { Client } from '../../src/client';
 import { createFakeApi } from '../helpers/fake-client';
@@ -51,6 +51,19 @@ describe('ObjectChanges', () => {
     expect(removed?.metadata).toMatchObject({ uid: created.metadata.uid, labels: { last: 'state' } });
     // Another object's deletion is not this one's: the wait times out empty.
     expect(await changes.removedObject('another-uid', 100)).toBeUndefined();
+  });
+
+  it("keeps the newest state its events brought of the object, by uid", async () => {
+    const api = createFakeApi();
+    const created = await api.for('Volume').create(volume('data'));
+    const changes = watchVolumes(api, 'data', created.metadata.resourceVersion);
+    expect(changes.latest(created.metadata.uid)).toBeUndefined();
+    await api.for('Volume').update({ ...created, metadata: { ...created.metadata, labels: { step: '1' } } });
+    const second = await api.for('Volume').get('shop', 'data');
+    await api.for('Volume').update({ ...second, metadata: { ...second.metadata, labels: { step: '2' } } });
+    await vi.waitFor(() => expect(changes.latest(created.metadata.uid)?.metadata.labels).toEqual({ step: '2' }));
+    expect(changes.latest('another-uid')).toBeUndefined();
+    expect(changes.removed(created.metadata.uid)).toBeUndefined();
   });
 
   it('returns at once for a change that came while nobody waited, and on abort', async () => {

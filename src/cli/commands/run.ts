@@ -232,6 +232,8 @@ const START_TIMEOUT_MS = 5 * 60_000;
 const REMOVE_TIMEOUT_MS = 60_000;
 /** How long a container found gone may take to show its last state on the watch. */
 const REMOVED_STATE_WAIT_MS = 2_000;
+/** How long run trusts its watch alone before it reads the container itself. */
+const RECHECK_MS = 1_000;
 
 export async function runCommand(opts: RunOptions, ctx: CommandContext): Promise<number> {
   const term = opts.terminal ?? { input: process.stdin, output: process.stdout };
@@ -287,14 +289,14 @@ async function afterRun(client: Client, container: Container, changes: ObjectCha
   }
   const deadline = Date.now() + REMOVE_TIMEOUT_MS;
   for (;;) {
+    // The deletion's watch event ends the wait; a read every 500 ms without it covers a
+    // watch that would have missed it.
+    if (await changes.removedObject(container.metadata.uid, Math.min(500, Math.max(0, deadline - Date.now())))) return;
     const now = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
     if (now === undefined || now.metadata.uid !== container.metadata.uid) return;
     if (Date.now() >= deadline) {
       throw new CliError(`timed out after ${REMOVE_TIMEOUT_MS / 1000}s waiting for container ${container.metadata.name} to be removed`, { code: 'D2P_TIMEOUT' });
     }
-    // The deletion's watch event ends the wait; the read above, every 500 ms, stands in
-    // for a watch that ended.
-    if (await changes.removedObject(container.metadata.uid, Math.min(500, Math.max(0, deadline - Date.now())))) return;
   }
 }
 
@@ -373,22 +375,33 @@ async function attach(client: Client, container: Container, ctx: CommandContext,
   const follower = new ProjectFollower(ctx.paths.containers, printer);
   // With a terminal the output comes raw over attach.sock; the log has it as records.
   if (!session?.tty) follower.addNew([container]);
+  const uid = container.metadata.uid;
   let stopping = false;
   let last: Container | undefined = container;
   let removed = false;
+  let readAt = Date.now();
   const deadline = Date.now() + START_TIMEOUT_MS;
-  // Output is read from the log every 100 ms; a state change wakes the loop at once.
+  // Output is read from the log every 100 ms; a state change wakes the loop at once. The
+  // watch, from the resourceVersion of the create, brings every state in order; a read of
+  // our own once a second without news covers a watch that would have missed one.
   for (;;) {
     follower.pollOnce();
-    last = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
-    if (last === undefined || last.metadata.uid !== container.metadata.uid) {
+    let gone = changes.removed(uid) as Container | undefined;
+    let current: Container | undefined = gone ? undefined : ((changes.latest(uid) as Container | undefined) ?? last);
+    if (!gone && Date.now() - readAt >= RECHECK_MS) {
+      current = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
+      readAt = Date.now();
+      if (current?.metadata.uid !== uid) current = undefined;
+    }
+    if (current === undefined) {
       // Deleted meanwhile (d2p rm -f): the deletion's watch event carries its last state.
-      const gone = (await changes.removedObject(container.metadata.uid, REMOVED_STATE_WAIT_MS)) as Container | undefined;
-      // Deleted before it finished (d2p rm -f): there is no exit code to report.
+      gone ??= (await changes.removedObject(uid, REMOVED_STATE_WAIT_MS)) as Container | undefined;
+      // Deleted before it finished: there is no exit code to report.
       last = isFinished(gone) ? gone : undefined;
       removed = true;
       break;
     }
+    last = current;
     if (isFinished(last)) break;
     if (last?.status?.phase === 'Running') await session?.tryAttach();
     if (waitsForImage(last)) await checkImage(client, container);
