@@ -194,7 +194,7 @@ int write_state(const State* s) {
     b.append_json_string(s->log_error, strlen(s->log_error));
   }
   if (!b.append("}\n")) { b.release(); return fail(ENOMEM, "malloc", "state.json", "formatting state"); }
-  int rc = write_file_atomic(s->state_dir, "state.json", b.data, b.len);
+  int rc = replace_file(s->state_dir, "state.json", b.data, b.len);
   b.release();
   return rc;
 }

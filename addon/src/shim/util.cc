@@ -182,7 +182,7 @@ int read_file(const char* path, char** out, size_t* outlen) {
   return 0;
 }
 
-int write_file_atomic(const char* dir, const char* name, const char* data, size_t len) {
+int replace_file(const char* dir, const char* name, const char* data, size_t len) {
   char tmp[1024], dst[1024];
   snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
   snprintf(dst, sizeof dst, "%s/%s", dir, name);
@@ -192,19 +192,8 @@ int write_file_atomic(const char* dir, const char* name, const char* data, size_
     close(fd);
     return err_context("writing %s", tmp);
   }
-  if (fsync(fd) < 0) {
-    int e = errno;
-    close(fd);
-    return fail(e, "fsync", tmp, "syncing %s", tmp);
-  }
-  close(fd);
+  if (close(fd) < 0) return fail(errno, "close", tmp, "writing %s", tmp);
   if (rename(tmp, dst) < 0) return fail(errno, "rename", dst, "renaming %s into place", tmp);
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return fail(errno, "open", dir, "opening %s to sync it", dir);
-  int rc = fsync(dfd);
-  int e = errno;
-  close(dfd);
-  if (rc < 0) return fail(e, "fsync", dir, "syncing %s", dir);
   return 0;
 }
 
