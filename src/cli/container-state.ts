@@ -62,20 +62,22 @@ const POLL_MAX_MS = 500;
  * Reads a container until `done` says so; undefined when it is gone. Each check is a GET,
  * which keeps this correct whatever events were missed (the level-triggered rule the
  * controllers follow too); a watch only wakes it early, and without one it still looks
- * again after 50 ms growing to 500 ms.
+ * again after 50 ms growing to 500 ms. The one thing taken from the watch without a read
+ * is `target`'s deletion, which is final. `changes`: a watch of the caller's on this
+ * container, used (and left open) instead of a new one.
  */
 export async function waitForContainer(
   client: Client,
   target: Container,
   done: (c: Container | undefined) => boolean,
-  opts: { timeoutMs: number; what: string; signal?: AbortSignal },
+  opts: { timeoutMs: number; what: string; signal?: AbortSignal; changes?: ObjectChanges },
 ): Promise<Container | undefined> {
   const namespace = target.metadata.namespace ?? 'default';
-  const changes = new ObjectChanges(client, 'Container', { namespace, name: target.metadata.name });
+  const changes = opts.changes ?? new ObjectChanges(client, 'Container', { namespace, name: target.metadata.name });
   try {
     const deadline = Date.now() + opts.timeoutMs;
     for (let interval = POLL_START_MS; ; interval = Math.min(interval * 2, POLL_MAX_MS)) {
-      const current = await getIfExists(client, namespace, target.metadata.name);
+      const current = changes.removed(target.metadata.uid) ? undefined : await getIfExists(client, namespace, target.metadata.name);
       if (done(current)) return current;
       if (opts.signal?.aborted) throw new CliError(`interrupted while waiting for ${target.metadata.name} to ${opts.what}`, { code: 'D2P_INTERRUPTED', exitCode: 130 });
       if (Date.now() >= deadline) {
@@ -88,7 +90,7 @@ export async function waitForContainer(
       await changes.next(Math.min(interval, Math.max(0, deadline - Date.now())), opts.signal);
     }
   } finally {
-    changes.stop();
+    if (opts.changes === undefined) changes.stop();
   }
 }
 
@@ -103,12 +105,15 @@ export async function setDesiredState(client: Client, c: Container, state: Desir
   return client.containers.patch(c.metadata.namespace, c.metadata.name, 'merge', { metadata: { annotations: { [DESIRED_STATE_ANNOTATION]: state } } });
 }
 
-/** Deletes a container and returns once the object is gone (its finalizer has cleaned the machine). */
-export async function removeContainer(client: Client, c: Container, timeoutMs: number): Promise<void> {
+/**
+ * Deletes a container and returns once the object is gone (its finalizer has cleaned the
+ * machine). Only that container: another one made since under its name is left alone.
+ */
+export async function removeContainer(client: Client, c: Container, timeoutMs: number, changes?: ObjectChanges): Promise<void> {
   try {
-    await client.containers.delete(c.metadata.namespace, c.metadata.name);
+    await client.containers.delete(c.metadata.namespace, c.metadata.name, { preconditionUid: c.metadata.uid });
   } catch (err) {
-    if (!isApiError(err, 'NotFound')) throw err;
+    if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) throw err;
   }
-  await waitForContainer(client, c, (now) => now === undefined || now.metadata.uid !== c.metadata.uid, { timeoutMs, what: 'be removed' });
+  await waitForContainer(client, c, (now) => now === undefined || now.metadata.uid !== c.metadata.uid, { timeoutMs, what: 'be removed', changes });
 }

@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import type { AttachSession } from '../../runtime/attach';
 import { parseEnvFlags } from '../env-flags';
 import { bridgeTerminal, NOT_A_TTY, pipeToWriter, type TerminalBridge, type TerminalStreams } from '../terminal';
-import { containerId, getIfExists, interruptSignal, setDesiredState } from '../container-state';
+import { containerId, getIfExists, interruptSignal, removeContainer, setDesiredState } from '../container-state';
 import { PrefixedPrinter, ProjectFollower } from '../log-follower';
 
 export interface RunFlags {
@@ -276,28 +276,9 @@ interface Final {
   removed: boolean;
 }
 
-/**
- * --rm, attached: deletes the container once its output has been read, and waits until it
- * is gone, as docker run waits for its removal.
- */
+/** --rm, attached: deletes the container once its output has been read, and waits until it is gone, as docker run waits for its removal. */
 async function afterRun(client: Client, container: Container, changes: ObjectChanges, final: Final | undefined): Promise<void> {
-  if (final?.removed) return;
-  try {
-    await client.containers.delete(DEFAULT_NAMESPACE, container.metadata.name, { preconditionUid: container.metadata.uid });
-  } catch (err) {
-    if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) throw err;
-  }
-  const deadline = Date.now() + REMOVE_TIMEOUT_MS;
-  for (;;) {
-    // The deletion's watch event ends the wait; a read every 500 ms without it covers a
-    // watch that would have missed it.
-    if (await changes.removedObject(container.metadata.uid, Math.min(500, Math.max(0, deadline - Date.now())))) return;
-    const now = await getIfExists(client, DEFAULT_NAMESPACE, container.metadata.name);
-    if (now === undefined || now.metadata.uid !== container.metadata.uid) return;
-    if (Date.now() >= deadline) {
-      throw new CliError(`timed out after ${REMOVE_TIMEOUT_MS / 1000}s waiting for container ${container.metadata.name} to be removed`, { code: 'D2P_TIMEOUT' });
-    }
-  }
+  if (!final?.removed) await removeContainer(client, container, REMOVE_TIMEOUT_MS, changes);
 }
 
 /**
