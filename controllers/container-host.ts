@@ -26,10 +26,12 @@ export interface ImageLookup {
 export interface ContainerHostOptions {
   /** cgroup path under each hierarchy for all containers. Default "d2p". */
   cgroupParent?: string;
+  /** The runtime's failures after a call returned (RuntimeOptions.onBackgroundError). */
+  onBackgroundError?: (error: Error) => void;
 }
 
 export function realRuntime(paths: Paths, opts: ContainerHostOptions): ContainerRuntime {
-  return new Runtime({ stateDir: paths.containers, cgroupParent: opts.cgroupParent ?? 'd2p' });
+  return new Runtime({ stateDir: paths.containers, cgroupParent: opts.cgroupParent ?? 'd2p', ...(opts.onBackgroundError ? { onBackgroundError: opts.onBackgroundError } : {}) });
 }
 
 export async function realImageLookup(paths: Paths): Promise<ImageLookup> {

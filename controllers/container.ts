@@ -174,7 +174,8 @@ export class ContainerReconciler {
   private runtime(): ContainerRuntime {
     if (!this.runtimeInstance) {
       const paths = this.requireCtx().paths;
-      this.runtimeInstance = this.opts.runtime ? this.opts.runtime(paths) : realRuntime(paths, { cgroupParent: this.opts.cgroupParent });
+      const onBackgroundError = (error: Error) => this.requireCtx().log.error('runtime background work failed', { error: describeError(error) });
+      this.runtimeInstance = this.opts.runtime ? this.opts.runtime(paths) : realRuntime(paths, { cgroupParent: this.opts.cgroupParent, onBackgroundError });
     }
     return this.runtimeInstance;
   }

@@ -23,6 +23,7 @@ import { ANNOTATION, buildOciConfig, DEFAULT_STOP_GRACE, hostsFile, mergeEnv, re
 import { attachSocketPath } from './attach';
 import { collectSession, startExecSession } from './exec-session';
 import { runShim } from './shim';
+import { DirectoryTrash } from './trash';
 import { isKnownSignal, signalName, signalNumber } from './signals';
 import type { ContainerConfig, ContainerState, ContainerStats, ExecOptions, ExecResult, ExecSession, ExecStreamOptions, ExitStatus } from './types';
 import { resolveUser } from './user';
@@ -39,6 +40,11 @@ export interface RuntimeOptions {
   initPath?: string;
   /** cgroup filesystem root; tests never need to change it. */
   cgroupRoot?: string;
+  /**
+   * Failures of work that outlives the call that started it (a deleted container's files,
+   * removed in the background). Default: a process warning, on stderr.
+   */
+  onBackgroundError?: (error: RuntimeError) => void;
 }
 
 /** What the shim writes (addon/src/shim/supervisor.cc write_state). */
@@ -109,6 +115,7 @@ export class Runtime {
   readonly cgroups: CgroupManager;
   private readonly shim: string;
   private readonly initOverride?: string;
+  private readonly trash: DirectoryTrash;
   /** Parsed record.json and config.json by container id, with the stat of record.json they were read at. */
   private readonly bundles = new Map<string, { ino: number; mtimeMs: number; size: number; bundle: { record: ContainerRecord; oci: OciConfig } }>();
 
@@ -118,6 +125,12 @@ export class Runtime {
     this.shim = opts.shimPath ?? defaultShimPath();
     this.initOverride = opts.initPath;
     fs.mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    this.trash = new DirectoryTrash(this.stateDir, opts.onBackgroundError ?? ((error) => process.emitWarning(error)));
+  }
+
+  /** Resolves once the files of deleted containers are gone from the disk (delete() returns before). */
+  settled(): Promise<void> {
+    return this.trash.settled();
   }
 
   private dirOf(id: string): ContainerDir {
@@ -353,7 +366,10 @@ export class Runtime {
     await this.cgroups.setFrozen(id, false);
   }
 
-  /** Removes everything: process (force), cgroup, bundle, upper dir, log. */
+  /**
+   * Removes everything: process (force), cgroup, bundle, upper dir, log. The container is
+   * gone on return; its files leave the disk in the background (settled()).
+   */
   async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
     let s: ContainerState;
     try {
@@ -361,7 +377,7 @@ export class Runtime {
     } catch (e) {
       // Cut short during create (a crash, a power loss): no process ever started from it.
       if (!(e instanceof IncompleteBundleError)) throw e;
-      fs.rmSync(e.dir, { recursive: true, force: true });
+      this.trash.discard(e.dir);
       return;
     }
     if (s.status === 'running' || s.status === 'paused' || (s.status === 'created' && s.shimPid)) {
@@ -370,7 +386,7 @@ export class Runtime {
     }
     this.cgroups.remove(id);
     this.bundles.delete(id);
-    fs.rmSync(this.dirOf(id).dir, { recursive: true, force: true });
+    this.trash.discard(this.dirOf(id).dir);
   }
 
   private async forceStop(id: string, s: ContainerState): Promise<void> {

@@ -48,6 +48,8 @@ export function runtimeHarness(name: string): RuntimeHarness {
   let tmp: string | undefined;
   let runtime: Runtime | undefined;
   let cgroupParent: string | undefined;
+  /** Failures of the runtime's background work (a deleted container's files), thrown after the test. */
+  let backgroundErrors: unknown[] = [];
 
   beforeAll(() => {
     imageDir = fs.mkdtempSync(path.join(os.tmpdir(), `d2p-${name}-image-`));
@@ -61,11 +63,13 @@ export function runtimeHarness(name: string): RuntimeHarness {
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), `d2p-${name}-`));
     cgroupParent = `d2p-${name}-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    runtime = new Runtime({ stateDir: path.join(tmp, 'state'), cgroupParent });
+    backgroundErrors = [];
+    runtime = new Runtime({ stateDir: path.join(tmp, 'state'), cgroupParent, onBackgroundError: (e) => backgroundErrors.push(e) });
   });
 
   afterEach(async () => {
     const errors = runtime ? await removeEverything(runtime) : [];
+    errors.push(...backgroundErrors);
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     runtime = tmp = cgroupParent = undefined;
     throwCollected(`cleaning up after a ${name} test`, errors);
@@ -113,6 +117,7 @@ async function removeEverything(runtime: Runtime): Promise<unknown[]> {
   } catch (e) {
     errors.push(e);
   }
+  await runtime.settled();
   return errors;
 }
 

@@ -36,9 +36,10 @@ beforeAll(async () => {
   runtime = new Runtime({ stateDir: path.join(root, 'containers'), cgroupParent });
 });
 
-afterAll(() => {
+afterAll(async () => {
   try {
     runtime?.cgroups.removeParent();
+    await runtime?.settled();
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

@@ -68,6 +68,8 @@ export async function runBuild(options: BuildOptions, ctx: CommandContext, mode:
     throw toCliError(err);
   } finally {
     process.removeListener('SIGINT', onSignal);
+    // The RUN steps' containers leave their files behind them; this process is about to end.
+    await deps.runtime.settled();
   }
 }
 
