@@ -170,6 +170,22 @@ describe('d2p image on a local store', () => {
     expect(lowerDirs).toEqual(web.layers.map((l) => path.join(root, 'images', 'layers', 'sha256', l.diffID.slice(7))).reverse());
   });
 
+  it('reads an image config once, and hands out copies of it', async () => {
+    const { file, web } = await archive();
+    await run(['load', '-q', '-i', file]);
+    const store = await ImageStore.open(path.join(root, 'images'));
+    const first = (await store.get('registry.test/shop/web:1'))!;
+    expect(first.config.env).toEqual(['A=1']);
+    first.config.env?.push('CHANGED=by-a-caller');
+    // The blob is content-addressed and never changes: gone from the disk, it is still known.
+    fs.rmSync(path.join(root, 'images', 'blobs', 'sha256', web.configDigest.slice('sha256:'.length)));
+    const again = (await store.get('registry.test/shop/web:1'))!;
+    expect(again.config.env).toEqual(['A=1']);
+    // Another store (another process) reads the disk, and says what is missing.
+    const other = await ImageStore.open(path.join(root, 'images'));
+    await expect(other.get('registry.test/shop/web:1')).rejects.toThrow(web.configDigest.slice('sha256:'.length));
+  });
+
   it('tag, then rm untags first and deletes with the last tag', async () => {
     const { file, web } = await archive();
     await run(['load', '-q', '-i', file]);
