@@ -62,9 +62,12 @@ const POLL_MAX_MS = 500;
  * Reads a container until `done` says so; undefined when it is gone. Each check is a GET,
  * which keeps this correct whatever events were missed (the level-triggered rule the
  * controllers follow too); a watch only wakes it early, and without one it still looks
- * again after 50 ms growing to 500 ms. The one thing taken from the watch without a read
- * is `target`'s deletion, which is final. `changes`: a watch of the caller's on this
- * container, used (and left open) instead of a new one.
+ * again after 50 ms growing to 500 ms. `target`'s deletion, taken from the watch, is final.
+ * `changes`: a watch of the caller's on this container, used (and left open) instead of a
+ * new one. It started from a resourceVersion the caller had seen, so it misses nothing:
+ * an event newer than the last state looked at stands in for a GET, and a GET is made only
+ * when a wait ends without one (a `run --rm` waits for its container's removal with no
+ * read at all).
  */
 export async function waitForContainer(
   client: Client,
@@ -73,11 +76,19 @@ export async function waitForContainer(
   opts: { timeoutMs: number; what: string; signal?: AbortSignal; changes?: ObjectChanges },
 ): Promise<Container | undefined> {
   const namespace = target.metadata.namespace ?? 'default';
+  const uid = target.metadata.uid;
   const changes = opts.changes ?? new ObjectChanges(client, 'Container', { namespace, name: target.metadata.name });
+  let lastEvent: Container | undefined;
+  const look = async (): Promise<Container | undefined> => {
+    if (changes.removed(uid)) return undefined;
+    const event = opts.changes && (changes.latest(uid) as Container | undefined);
+    if (event !== undefined && event !== lastEvent) return (lastEvent = event);
+    return getIfExists(client, namespace, target.metadata.name);
+  };
   try {
     const deadline = Date.now() + opts.timeoutMs;
     for (let interval = POLL_START_MS; ; interval = Math.min(interval * 2, POLL_MAX_MS)) {
-      const current = changes.removed(target.metadata.uid) ? undefined : await getIfExists(client, namespace, target.metadata.name);
+      const current = await look();
       if (done(current)) return current;
       if (opts.signal?.aborted) throw new CliError(`interrupted while waiting for ${target.metadata.name} to ${opts.what}`, { code: 'D2P_INTERRUPTED', exitCode: 130 });
       if (Date.now() >= deadline) {

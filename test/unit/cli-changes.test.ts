@@ -1,6 +1,8 @@
 // The CLI's waits wake on a watch event instead of sleeping out their interval.
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Container } from '../../src/api/types';
 import { ObjectChanges } from '../../src/cli/changes';
+import { removeContainer, waitForContainer } from '../../src/cli/container-state';
 import type { Client } from '../../src/client';
 import { createFakeApi } from '../helpers/fake-client';
 
@@ -76,5 +78,41 @@ describe('ObjectChanges', () => {
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 20);
     expect(await elapsed(changes.next(10_000, abort.signal))).toBeLessThan(2_000);
+  });
+});
+
+describe('waiting on a container', () => {
+  const FINALIZER = 'd2p.dev/test-teardown';
+  /** The fake API as the CLI's Client: `containers` is its Container client. */
+  const asClient = (api: ReturnType<typeof createFakeApi>): Client => Object.assign(Object.create(api) as object, { containers: api.for('Container') }) as unknown as Client;
+  const container = (name: string) => ({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name, namespace: 'default', finalizers: [FINALIZER] }, spec: { image: 'busybox' } });
+  const gets = (api: ReturnType<typeof createFakeApi>) => api.calls.filter((c) => c.kind === 'Container' && c.verb === 'get').length;
+
+  it("with the caller's watch, takes a removal from its events without reading the container", async () => {
+    const api = createFakeApi();
+    const created = (await api.for('Container').create(container('rm-me'))) as Container;
+    const changes = new ObjectChanges(asClient(api), 'Container', { namespace: 'default', name: 'rm-me', resourceVersion: created.metadata.resourceVersion });
+    open.push(changes);
+    await api.for('Container').updateStatus({ ...created, status: { phase: 'Exited', exitCode: 0 } });
+    const removal = removeContainer(asClient(api), created, 5_000, changes);
+    // The controller's part: teardown done, finalizer released.
+    await vi.waitFor(async () => expect((await api.for('Container').get('default', 'rm-me')).metadata.deletionTimestamp).toBeDefined());
+    const getsBefore = gets(api);
+    const deleting = await api.for('Container').get('default', 'rm-me');
+    await api.for('Container').update({ ...deleting, metadata: { ...deleting.metadata, finalizers: [] } });
+    await removal;
+    expect(gets(api) - getsBefore).toBe(1); // the test's own read above, none of the wait's
+    expect(api.calls.some((c) => c.kind === 'Container' && c.verb === 'delete')).toBe(true);
+  });
+
+  it('without a watch of the caller, reads the container at each wake-up', async () => {
+    const api = createFakeApi();
+    const created = (await api.for('Container').create(container('stop-me'))) as Container;
+    const before = gets(api);
+    const waiting = waitForContainer(asClient(api), created, (c) => c?.status?.phase === 'Exited', { timeoutMs: 5_000, what: 'stop' });
+    await vi.waitFor(() => expect(gets(api)).toBeGreaterThan(before));
+    await api.for('Container').updateStatus({ ...created, status: { phase: 'Exited', exitCode: 0 } });
+    expect((await waiting)?.status?.phase).toBe('Exited');
+    expect(gets(api) - before).toBeGreaterThanOrEqual(2);
   });
 });
