@@ -86,6 +86,7 @@ describe('waiting on a container', () => {
   /** The fake API as the CLI's Client: `containers` is its Container client. */
   const asClient = (api: ReturnType<typeof createFakeApi>): Client => Object.assign(Object.create(api) as object, { containers: api.for('Container') }) as unknown as Client;
   const container = (name: string) => ({ apiVersion: 'd2p.dev/v1alpha1', kind: 'Container', metadata: { name, namespace: 'default', finalizers: [FINALIZER] }, spec: { image: 'busybox' } });
+  const exited = (c: Container): Container => ({ ...c, status: { phase: 'Exited', exitCode: 0 } });
   const gets = (api: ReturnType<typeof createFakeApi>) => api.calls.filter((c) => c.kind === 'Container' && c.verb === 'get').length;
 
   it("with the caller's watch, takes a removal from its events without reading the container", async () => {
@@ -93,7 +94,7 @@ describe('waiting on a container', () => {
     const created = (await api.for('Container').create(container('rm-me'))) as Container;
     const changes = new ObjectChanges(asClient(api), 'Container', { namespace: 'default', name: 'rm-me', resourceVersion: created.metadata.resourceVersion });
     open.push(changes);
-    await api.for('Container').updateStatus({ ...created, status: { phase: 'Exited', exitCode: 0 } });
+    await api.for('Container').updateStatus(exited(created));
     const removal = removeContainer(asClient(api), created, 5_000, changes);
     // The controller's part: teardown done, finalizer released.
     await vi.waitFor(async () => expect((await api.for('Container').get('default', 'rm-me')).metadata.deletionTimestamp).toBeDefined());
@@ -111,7 +112,7 @@ describe('waiting on a container', () => {
     const before = gets(api);
     const waiting = waitForContainer(asClient(api), created, (c) => c?.status?.phase === 'Exited', { timeoutMs: 5_000, what: 'stop' });
     await vi.waitFor(() => expect(gets(api)).toBeGreaterThan(before));
-    await api.for('Container').updateStatus({ ...created, status: { phase: 'Exited', exitCode: 0 } });
+    await api.for('Container').updateStatus(exited(created));
     expect((await waiting)?.status?.phase).toBe('Exited');
     expect(gets(api) - before).toBeGreaterThanOrEqual(2);
   });
