@@ -2,27 +2,20 @@
 // acknowledged or seen, semantics of the Kubernetes API server over etcd (DESIGN.md §2).
 //
 // A write runs under its object's lock: decide from the committed state (preconditions,
-// generation, finalizers), take the next resourceVersion, make the file durable, then
-// commit in resourceVersion order (memory, history, watchers, garbage collection). Reads
-// and watches only ever see committed, durable state.
+// generation, finalizers), take the next resourceVersion, append it to the write-ahead log
+// (wal.ts) and wait for that to be durable, then commit in resourceVersion order (memory,
+// history, watchers, garbage collection). Reads and watches only ever see committed,
+// durable state. Checkpoints write the log's newest content into the object files behind
+// the callers, and remove the log segments they covered.
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, type ApiObject, type KindInfo, type ObjectList, type OwnerReference } from '../api/meta';
 import { ApiError, alreadyExists, conflict, invalid, notFound } from '../api/errors';
 import type { BatchOutcome, BatchResult, BatchWrite, ListOptions, Store, Watch, WatchOptions, WriteOptions } from './types';
-import {
-  acquireStoreLock,
-  DirectoryMaker,
-  DirectorySyncer,
-  outcomeIsUncertain,
-  readDirectory,
-  removeFileDurable,
-  removeTempFiles,
-  writeFileAtomic,
-} from './disk';
+import { acquireStoreLock, DirectoryMaker, DirectorySyncer, readDirectory, removeTempFiles, writeFileAtomic } from './disk';
 import { compileSelectors } from './labels';
-import { journalPath, removeJournal, replayJournals, writeJournal, type JournalEntry } from './journal';
-import { encodeStoreMeta, loadObjects, META_FILE, objectDirectory, OBJECTS_DIR, readStoreMeta } from './load';
+import { journalPath, redo, replayJournals, type JournalEntry } from './journal';
+import { encodeStoreMeta, loadObjects, META_FILE, OBJECTS_DIR, readStoreMeta } from './load';
 import { CommitSequencer, KeyedMutex, ResourceVersionCeiling, runWithAll } from './ordering';
 import { ObjectTable, refKey, type ObjectRef } from './table';
 import {
@@ -37,6 +30,7 @@ import {
   sameObjectIgnoringVersion,
 } from './validate';
 import { EventHistory, goneEvent, StoreWatch, type ChangeEvent } from './watch';
+import { readLog, WriteAheadLog, type SealedLog } from './wal';
 
 export { parseLabelSelector, parseFieldSelector, compileSelectors } from './labels';
 export type { BatchOutcome, BatchResult, BatchWrite, Store, Watch, WatchOptions, ListOptions, WriteOptions } from './types';
@@ -46,9 +40,20 @@ export interface StoreOptions {
   dir: string;
   /** How many recent changes a watch can resume from (default 1,000). */
   historySize?: number;
-  /** Receives failures of background garbage collection (default: process.emitWarning). */
+  /** Receives failures of background garbage collection and checkpoints (default: process.emitWarning). */
   onBackgroundError?: (err: Error) => void;
 }
+
+/**
+ * How long written objects wait in the write-ahead log before a checkpoint writes them out:
+ * long enough that a container created and removed within it (`run --rm`) never touches
+ * the objects folder, short enough that a restart replays little.
+ */
+const CHECKPOINT_DELAY_MS = 1_000;
+/** A log segment this large is checkpointed at once. */
+const CHECKPOINT_BYTES = 4 << 20;
+/** Object files written at once by a checkpoint: enough to share directory fsyncs. */
+const CHECKPOINT_CONCURRENCY = 32;
 
 // Each change holds the object and its previous version: 10,000 of them were most of the
 // daemon's memory with 1,000 objects. A watcher further behind gets 410 Gone and re-lists,
@@ -218,6 +223,10 @@ export class EmbeddedStore implements Store {
   private closed = false;
   private closing?: Promise<void>;
   private brokenBy?: Error;
+  private checkpointTimer?: NodeJS.Timeout;
+  private checkpointing?: Promise<void>;
+  /** Sealed log segments a checkpoint has not written out yet (one failed: the next retries). */
+  private sealed: SealedLog[] = [];
 
   constructor(
     private readonly dir: string,
@@ -225,6 +234,7 @@ export class EmbeddedStore implements Store {
     storedCeiling: number,
     private readonly syncer: DirectorySyncer,
     private readonly directories: DirectoryMaker,
+    private readonly wal: WriteAheadLog,
     private readonly releaseLock: () => Promise<void>,
     private readonly opts: StoreOptions,
   ) {
@@ -401,16 +411,13 @@ export class EmbeddedStore implements Store {
     const prepared = writes.map((w) => attempt(() => (w.verb === 'create' ? this.prepareCreate(w.object) : this.prepareUpdate(w.object, w.rebase))));
     refuseRepeatedObjects(prepared);
     const keys = prepared.flatMap((p) => (p.ok ? [refKey({ kind: p.value.info.kind, namespace: p.value.namespace, name: p.value.name })] : []));
-    // The caller is answered as soon as the batch is committed (its journal durable, its
-    // objects in memory and sent to watchers); the object files are written after that,
-    // still under the locks, so the next write of any of these objects waits for them.
+    // The caller is answered as soon as the batch is committed (its log record durable, its
+    // objects in memory and sent to watchers).
     let answer!: (result: BatchResult) => void;
     const committed = new Promise<BatchResult>((resolve) => (answer = resolve));
     const run = runWithAll(this.locks, keys, () => this.decideAndPersistBatch(prepared, opts, answer));
     this.inflight.add(run);
-    // Bookkeeping only: a failure before the commit reaches the caller through `run`; one
-    // after it (writing the files behind a durable journal) has set brokenBy, which every
-    // later write reports, and the next open completes the batch from its journal.
+    // Bookkeeping only: a failure reaches the caller through `run`.
     const forget = () => this.inflight.delete(run);
     run.then(forget, forget);
     return Promise.race([committed, run]);
@@ -509,6 +516,11 @@ export class EmbeddedStore implements Store {
     await this.waitForGarbageCollection();
     for (const set of this.watchers.values()) for (const w of [...set]) w.finish();
     this.watchers.clear();
+    clearTimeout(this.checkpointTimer);
+    await this.checkpointing;
+    // A clean close leaves no log behind; a failed checkpoint leaves it to the next open.
+    if (!this.brokenBy) await this.checkpoint();
+    await this.wal.close();
     await this.releaseLock();
   }
 
@@ -550,32 +562,16 @@ export class EmbeddedStore implements Store {
   }
 
   private async persist(info: KindInfo, ref: ObjectRef, decision: Change, previous: ApiObject | undefined): Promise<void> {
-    this.assertWritable();
-    const version = this.sequencer.allocate();
-    decision.object.metadata.resourceVersion = String(version);
-    try {
-      await this.ceiling.cover(version);
-      await this.writeObjectFile(info, ref, decision.type === 'remove' ? null : serializeObject(decision.object));
-    } catch (err) {
-      this.sequencer.abandon(version);
-      if (outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
-      throw err;
-    }
-    await this.sequencer.commit(version, () => this.apply(changeEvent(info, ref, decision, version, previous)));
+    return this.persistBatch([{ info, ref, decision, previous }], () => undefined);
   }
 
   /**
-   * A batch of more than one change goes through the journal (journal.ts): its intent is
-   * durable before the first object file is touched, and removed once the last one is, so
-   * a crash leaves all of the batch or none of it.
-   */
-  /**
-   * Persists the changes of a batch; `onCommitted` runs once they are durable and visible,
-   * which for a batch of several is when its journal is on disk (the object files follow).
+   * Persists the changes of a write or a batch as one log record (a record is whole or
+   * absent after a crash, so a batch is atomic); `onCommitted` runs once they are durable
+   * and visible.
    */
   private async persistBatch(changes: readonly BatchChange[], onCommitted: () => void): Promise<void> {
-    if (changes.length <= 1) {
-      for (const c of changes) await this.persist(c.info, c.ref, c.decision, c.previous);
+    if (changes.length === 0) {
       onCommitted();
       return;
     }
@@ -585,45 +581,61 @@ export class EmbeddedStore implements Store {
       c.decision.object.metadata.resourceVersion = String(version);
       return version;
     });
-    let entries: JournalEntry[];
-    let journal: string;
     try {
       await this.ceiling.cover(versions[versions.length - 1]);
-      entries = changes.map(journalEntry);
-      journal = await writeJournal(this.dir, entries, this.syncer);
+      await this.wal.append(changes.map(journalEntry));
     } catch (err) {
       for (const version of versions) this.sequencer.abandon(version);
-      if (outcomeIsUncertain(err)) this.brokenBy ??= err as Error;
+      // A failed append may have reached the disk in part: like an uncertain fsync, that
+      // ends writing until a restart, whose open replays what the log holds.
+      this.brokenBy ??= err as Error;
       throw err;
     }
-    // The durable journal is the batch's record (a redo log): the batch is committed now,
-    // and the object files it names are written behind it, off the caller's path.
     await Promise.all(
       changes.map((c, i) => this.sequencer.commit(versions[i], () => this.apply(changeEvent(c.info, c.ref, c.decision, versions[i], c.previous)))),
     );
     onCommitted();
-    try {
-      const written = await Promise.allSettled(changes.map((c, i) => this.writeObjectFile(c.info, c.ref, entries[i].content)));
-      const failed = written.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      await removeJournal(this.dir, journal, this.syncer);
-    } catch (err) {
-      // Memory and the journal hold the batch, the object files may not: like an uncertain
-      // fsync, that ends writing until a restart, whose open completes it from the journal.
-      this.brokenBy ??= err as Error;
-      throw err;
-    }
+    this.scheduleCheckpoint();
   }
 
-  /** Replaces the object's file with `content`, or removes it (null); durable on return. */
-  private async writeObjectFile(info: KindInfo, ref: ObjectRef, content: string | null): Promise<void> {
-    const dir = objectDirectory(this.objectsDir, info, ref.namespace);
-    if (content === null) {
-      await removeFileDurable(dir, ref.name, this.syncer);
-      return;
+  // --- checkpoints ------------------------------------------------------------------------
+
+  private scheduleCheckpoint(): void {
+    if (this.checkpointTimer || this.checkpointing || this.closed) return;
+    this.checkpointTimer = setTimeout(
+      () => {
+        this.checkpointTimer = undefined;
+        this.checkpointing = this.checkpoint().finally(() => {
+          this.checkpointing = undefined;
+          // Writes made during the checkpoint are in the new segment: they need one too.
+          if (this.wal.size > 0) this.scheduleCheckpoint();
+        });
+      },
+      this.wal.size >= CHECKPOINT_BYTES ? 0 : CHECKPOINT_DELAY_MS,
+    );
+    // A process that ends without close() leaves the log to the next open's replay.
+    this.checkpointTimer.unref();
+  }
+
+  /** Writes out what the sealed log segments hold, durably, then removes them. Never rejects. */
+  private async checkpoint(): Promise<void> {
+    try {
+      if (this.wal.size > 0) this.sealed.push(await this.wal.seal());
+      if (this.sealed.length === 0) return;
+      const newest = new Map<string, JournalEntry>();
+      for (const sealed of this.sealed) for (const e of sealed.latest) newest.set(e.path, e);
+      const entries = [...newest.values()];
+      for (let i = 0; i < entries.length; i += CHECKPOINT_CONCURRENCY) {
+        await Promise.all(entries.slice(i, i + CHECKPOINT_CONCURRENCY).map((e) => redo(this.dir, e, this.syncer, this.directories)));
+      }
+      await this.wal.remove(this.sealed.flatMap((sealed) => sealed.segments));
+      this.sealed = [];
+    } catch (err) {
+      // The log still holds every write: the next checkpoint, or the next open, retries.
+      const error = new Error(`store: checkpoint of the write-ahead log failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      if (this.opts.onBackgroundError) this.opts.onBackgroundError(error);
+      else process.emitWarning(error);
     }
-    await this.directories.ensure(dir);
-    await writeFileAtomic(dir, ref.name, content, this.syncer);
   }
 
   /** Makes a durable change visible: memory, history, watchers, then garbage collection. */
@@ -734,13 +746,18 @@ export async function openStore(opts: StoreOptions): Promise<EmbeddedStore> {
   try {
     const entries = await readDirectory(dir);
     await removeTempFiles(dir, entries);
-    // Before anything is loaded: a batch cut short by a crash is completed first.
+    // Before anything is loaded: a batch cut short by a crash (journals of older versions)
+    // is completed, and what the write-ahead log holds is written out, in its order.
     await replayJournals(dir, entries, syncer, directories);
+    const log = await readLog(dir, entries);
+    for (const record of log.records) await Promise.all(record.map((e) => redo(dir, e, syncer, directories)));
     const ceiling = await readStoreMeta(dir);
     const objectsDir = path.join(dir, OBJECTS_DIR);
     await directories.ensure(objectsDir);
     const objects = await loadObjects(objectsDir);
-    const store = new EmbeddedStore(dir, objects, ceiling, syncer, directories, releaseLock, opts);
+    const wal = await WriteAheadLog.create(dir, syncer, WriteAheadLog.newestSegment(log.segments));
+    await wal.remove(log.segments);
+    const store = new EmbeddedStore(dir, objects, ceiling, syncer, directories, wal, releaseLock, opts);
     store.collectOrphans();
     await store.waitForGarbageCollection();
     return store;

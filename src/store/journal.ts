@@ -62,7 +62,8 @@ export async function replayJournals(dir: string, entries: readonly string[], sy
   return journals.length;
 }
 
-async function redo(dir: string, entry: JournalEntry, syncer: DirectorySyncer, directories: DirectoryMaker): Promise<void> {
+/** Puts one write's content (or removal) in place, durably; doing it twice is harmless. */
+export async function redo(dir: string, entry: JournalEntry, syncer: DirectorySyncer, directories: DirectoryMaker): Promise<void> {
   const target = path.join(dir, entry.path);
   const parent = path.dirname(target);
   const fileName = path.basename(target);
@@ -97,7 +98,7 @@ function parseJournal(file: string, text: string): JournalEntry[] {
 }
 
 /** Only object files of known kinds, exactly where the store keeps them: a journal never points elsewhere. */
-function checkEntry(file: string, raw: unknown, index: number): JournalEntry {
+export function checkEntry(file: string, raw: unknown, index: number): JournalEntry {
   const entry = (raw ?? {}) as { path?: unknown; content?: unknown };
   if (typeof entry.path !== 'string' || (entry.content !== null && typeof entry.content !== 'string')) {
     throw corruptJournal(file, `write ${index} is not {path, content}`);

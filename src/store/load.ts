@@ -3,6 +3,7 @@
 //   <dir>/store.json                             format and resourceVersion ceiling
 //   <dir>/store.lock                             pid of the process that has the store open
 //   <dir>/objects/<plural>/<namespace>/<name>    one JSON object per file (etcd's /registry layout)
+//   <dir>/wal-<16 digits>.log                    writes not yet checkpointed into those files (wal.ts)
 //
 // A file name is the object's name itself: names are validated to be one safe path
 // component (see NAME_PATTERN), and anything else found here is reported, not guessed at.

@@ -1,6 +1,7 @@
 // The store's multi-object write (writeBatch): all or nothing in memory (one refusal, no
-// write), in order for watchers, and atomic on disk through the journal: a kill -9 at any
-// moment leaves every batch entirely written or not at all.
+// write), in order for watchers, and atomic on disk (one record of the write-ahead log; the
+// journal of older versions is still replayed on open): a kill -9 at any moment leaves
+// every batch entirely written or not at all.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
