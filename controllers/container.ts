@@ -576,11 +576,12 @@ export class ContainerReconciler {
     this.watchExit(key, id, incarnation);
     const check = await this.healthcheckOf(ctx, c);
     // A one-shot process (`run --rm IMG true`, a Compose job) may be gone already: its exit
-    // is written in place of a Running that is over, one status write instead of two.
-    if (this.exitWatches.get(key) !== incarnation) {
-      const exited = await this.observe(id);
-      if (exited?.status === 'stopped') return this.afterExit(ctx, key, id, { ...stored, status: c.status }, exited, desired);
-    }
+    // is written in place of a Running that is over, one status write instead of two. The
+    // shim's record is read again rather than waiting for the exit watch, whose pidfd the
+    // event loop may not have polled yet (a read is ~0.1 ms; the write it saves, a store
+    // round trip and a second reconcile).
+    const exited = await this.observe(id);
+    if (exited?.status === 'stopped') return this.afterExit(ctx, key, id, { ...stored, status: c.status }, exited, desired);
     if (check) {
       const startedAt = current.startedAt ? Date.parse(current.startedAt) : this.now();
       this.prober.ensure(key, id, incarnation, check, startedAt, c.status?.health ?? 'starting');

@@ -43,6 +43,8 @@ class FakeRuntime {
   private nextPid = 1000;
   /** Set: every process started exits with this code at once, before start's caller goes on. */
   exitOnStart: number | undefined;
+  /** Set: wait() learns of an exit this much later (the real one's pidfd, not yet polled). */
+  exitNoticedAfterMs: number | undefined;
 
   constructor(private readonly clock: () => number) {}
 
@@ -107,9 +109,14 @@ class FakeRuntime {
 
   wait(id: string): Promise<ExitStatus> {
     const p = this.get(id);
+    const notice = (resolve: (s: ExitStatus) => void) => {
+      const status = { exitCode: p.exitCode ?? 255, oomKilled: false };
+      if (this.exitNoticedAfterMs === undefined) resolve(status);
+      else setTimeout(() => resolve(status), this.exitNoticedAfterMs);
+    };
     // As the real runtime's: a process already gone is reported at once.
-    if (p.status === 'stopped') return Promise.resolve({ exitCode: p.exitCode ?? 255, oomKilled: false });
-    return new Promise((resolve) => p.waiters.push(() => resolve({ exitCode: p.exitCode ?? 255, oomKilled: false })));
+    if (p.status === 'stopped') return new Promise(notice);
+    return new Promise((resolve) => p.waiters.push(() => notice(resolve)));
   }
 
   async exec(id: string, _opts: ExecOptions): Promise<ExecResult> {
@@ -339,6 +346,17 @@ describe('Container controller', () => {
     expect(statusWrites).toHaveLength(2); // Creating, then Exited
     expect(eventReasons()).toEqual(expect.arrayContaining(['Created', 'Started', 'Died']));
     expect(starts()).toBe(1);
+  });
+
+  it('a process gone before it is recorded as running is written Exited even before its exit watch fires', async () => {
+    runtime.exitOnStart = 0;
+    runtime.exitNoticedAfterMs = 200;
+    await createContainer();
+    const before = api.calls.length;
+    await reconcile();
+    expect(peek()!.status).toMatchObject({ phase: 'Exited', exitCode: 0 });
+    const statusWrites = api.calls.slice(before).filter((c) => c.kind === 'Container' && c.verb === 'updateStatus');
+    expect(statusWrites).toHaveLength(2); // Creating, then Exited: the runtime's record was read again
   });
 
   it('a health change is written with the Ready it decides, without waiting for a reconcile', async () => {
