@@ -12,15 +12,23 @@ type Action<O> = (opts: O, ctx: CommandContext) => Promise<number>;
 /** The Compose commands of issue 5; `lifecycle` serves start|stop|restart|kill|pause|unpause|rm. */
 const WORKLOAD_COMMANDS = ['up', 'down', 'ps', 'logs', 'exec', 'run', 'lifecycle', 'stats', 'top', 'port'] as const;
 
+/** The words that run the `lifecycle` command, as docker compose's verbs. */
+export const LIFECYCLE_ACTIONS = ['start', 'stop', 'restart', 'kill', 'pause', 'unpause', 'rm'] as const;
+
 export const COMMAND_NAMES = ['convert', 'apply', 'get', 'describe', 'delete', 'diff', 'daemon', 'watch', 'version', 'image', 'build', 'network', ...WORKLOAD_COMMANDS] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Finds a command's function; each lives in commands/<name>.ts as `<name>Command`. */
 export type CommandLoader = (name: CommandName) => Action<never>;
 
-/** Loads the command's module only when it runs: most of the start-up cost is in what commands import. */
+/**
+ * Loads the command's module only when it runs: most of the start-up cost is in what
+ * commands import. The path is computed, not a literal, so that a bundler leaves it alone:
+ * a command's bundle (hack/build-cli-bundles.js) holds that command only, and gives main()
+ * its own loader.
+ */
 const requireCommand: CommandLoader = (name) => {
-  const mod = require(`./commands/${name}`) as Record<string, Action<never>>;
+  const mod = require(path.join(__dirname, 'commands', name)) as Record<string, Action<never>>;
   return mod[`${name}Command`];
 };
 
@@ -401,7 +409,7 @@ function registerWorkloadCommands(program: Command, run: Runner, want: Wanted): 
         }),
       );
   }
-  for (const action of ['start', 'stop', 'restart', 'kill', 'pause', 'unpause', 'rm'] as const) {
+  for (const action of LIFECYCLE_ACTIONS) {
     if (!want(action)) continue;
     const cmd = addProjectOptions(addGlobalOptions(program.command(action)), action !== 'rm')
       .description(`${action} containers: names, namespace/name, or services of the project`)
@@ -505,19 +513,19 @@ function commanderExit(err: unknown, io: CliIO): number {
   return reportError(err, io, false);
 }
 
-/** Run as a program: bin/d2p requires this file, and ensureDaemon runs it with node directly. */
-function isEntryPoint(): boolean {
-  const entry = require.main;
-  return entry !== undefined && (entry === module || path.basename(entry.filename) === 'd2p');
-}
-
-if (isEntryPoint()) {
+/**
+ * Runs this process's command line and sets its exit status. bin/d2p calls it on this
+ * module, or on the bundle of the command its line names (dist/cli/<command>.js, see
+ * hack/build-cli-bundles.js) with that command's loader; node running this file directly
+ * (ensureDaemon's `node main.js daemon`) calls it below.
+ */
+export function runProgram(opts: MainOptions = {}): void {
   // `d2p get … | head` closes the pipe early; that is the reader's choice, not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).then(
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, opts).then(
     (status) => {
       process.exitCode = status;
     },
@@ -527,3 +535,5 @@ if (isEntryPoint()) {
     },
   );
 }
+
+if (require.main === module) runProgram();
