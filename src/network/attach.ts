@@ -312,8 +312,8 @@ export class Networking {
     // connected in the same change is not ready yet.
     this.dropNetworksNotWanted(request, key, mode === 'none' ? [] : (request.spec.networks ?? []).map((n) => n.name));
     const networks = mode === 'none' ? [] : this.resolveNetworks(request, key);
-    this.host.createNetns(netnsPath);
-    this.setUpIfDown('lo', netnsPath);
+    // A namespace made now has its loopback up; one kept from before is checked.
+    if (!this.host.createNetns(netnsPath)) this.setUpIfDown('lo', netnsPath);
     const claimedNames = new Set<string>();
     const endpoints = networks.map((attachment) => this.attachOne(request, key, netnsPath, attachment, claimedNames));
     this.ensureDefaultRoute(netnsPath, endpoints);

@@ -61,8 +61,11 @@ export interface NetHost {
   setMaster(name: string, bridge: string): void;
   addAddress(link: string, cidr: string, netns?: string): void;
   addRoute(route: RouteSpec, netns?: string): void;
-  /** Makes `file` a bind mount of a new network namespace; a file that already is one is kept. */
-  createNetns(file: string): void;
+  /**
+   * Makes `file` a bind mount of a new network namespace, its loopback up; true when it
+   * made one, false for a file that already is one (kept as it is).
+   */
+  createNetns(file: string): boolean;
   /** Unmounts and removes a netns file; a file already gone is not an error. */
   removeNetns(file: string): void;
   netnsExists(file: string): boolean;
@@ -109,10 +112,10 @@ function linkExists(name: string): boolean {
 /**
  * The way ip-netns(8) and `unshare --net=FILE` keep a namespace alive without a process:
  * bind-mount its nsfs file onto an ordinary file (the addon's netnsCreate, which needs
- * the file to exist).
+ * the file to exist, and brings the namespace's loopback up as it makes it).
  */
-export function createNetns(file: string): void {
-  if (isMountedNetns(file)) return;
+export function createNetns(file: string): boolean {
+  if (isMountedNetns(file)) return false;
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.closeSync(fs.openSync(file, 'a', 0o444));
   try {
@@ -120,6 +123,7 @@ export function createNetns(file: string): void {
   } catch (error) {
     throw new NetworkError('D2P_NETWORK_SYSTEM', `cannot create network namespace ${file}: ${(error as Error).message}`, { errno: errnoOf(error), cause: error });
   }
+  return true;
 }
 
 export function removeNetns(file: string): void {

@@ -122,11 +122,13 @@ export class RecordingHost implements NetHost {
     this.routes.set(netns, routes);
   }
 
-  createNetns(file: string): void {
-    if (this.links.has(file)) return;
+  createNetns(file: string): boolean {
+    if (this.links.has(file)) return false;
     this.calls.push(`createNetns ${file}`);
-    this.links.set(file, new Map([['lo', { type: 'loopback', up: false, mtu: 65536 }]]));
+    // As the addon's netnsCreate: the loopback comes up with the namespace.
+    this.links.set(file, new Map([['lo', { type: 'loopback', up: true, mtu: 65536 }]]));
     this.routes.set(file, []);
+    return true;
   }
 
   removeNetns(file: string): void {

@@ -403,7 +403,7 @@ describe('errors', () => {
 describe('named network namespaces (addon netnsCreate)', () => {
   const netnsInode = (file: string) => fs.statSync(file).ino;
 
-  it('makes a new namespace with only lo, bound to the file, and leaves the caller where it was', () => {
+  it('makes a new namespace with only lo, up, bound to the file, and leaves the caller where it was', () => {
     const before = fs.readlinkSync('/proc/thread-self/ns/net');
     const file = path.join(tempDir, 'made-natively');
     fs.writeFileSync(file, '');
@@ -411,7 +411,7 @@ describe('named network namespaces (addon netnsCreate)', () => {
     cleanups.push(() => execFileSync('umount', [file]));
     expect(fs.readlinkSync('/proc/thread-self/ns/net')).toBe(before);
     expect(netnsInode(file)).not.toBe(netnsInode('/proc/self/ns/net'));
-    expect(netlink.linkList({ netns: file }).map((l) => l.name)).toEqual(['lo']);
+    expect(netlink.linkList({ netns: file }).map((l) => [l.name, l.up])).toEqual([['lo', true]]);
     // The same namespace as unshare(1) would have made: ip(8) can enter it.
     expect(execFileSync('nsenter', [`--net=${file}`, 'ip', '-o', 'link'], { encoding: 'utf8' })).toMatch(/^1: lo:/);
   });

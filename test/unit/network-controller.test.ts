@@ -279,7 +279,6 @@ describe('attach and detach', () => {
     const vethFront = hostVethName('shop/shop-web-1', 'front');
     expect(host.mutations().slice(calls)).toEqual([
       `createNetns ${netns}`,
-      `setLinkUp lo@${netns}`,
       `addVeth ${vethBack} eth0@${netns}`,
       `setMaster ${vethBack} ${bridgeName('shop', 'back')}`,
       `setLinkUp ${vethBack}`,
