@@ -32,6 +32,14 @@ export interface D2pAddon {
   mknod(path: string, mode: number, major: number, minor: number): void;
   /** lsetxattr(2): on the path itself, never on a symlink's target. */
   lsetxattr(path: string, name: string, value: Buffer): void;
+  /**
+   * posix_spawn(3) of `path` with argv `args` (args[0] is argv[0]): stdin /dev/null,
+   * stdout and stderr into one pipe (read end non-blocking, close-on-exec), a pidfd to
+   * watch for its exit. Reap it with reapWithOutput once the pidfd is readable.
+   */
+  spawnWithOutput(path: string, args: string[]): { pid: number; pidfd: number; outputFd: number };
+  /** Reads what the exited child wrote, closes the pipe, reaps it (waitid). */
+  reapWithOutput(pid: number, outputFd: number): { code: number | null; signal: number | null; output: string };
 }
 
 /** <sys/stat.h> file types for mknod(). */

@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as os from 'node:os';
 
+import { addon } from '../../addon/index';
+
 import type { NativeErrorInfo } from './errors';
 
 export interface ShimRunArgs {
@@ -33,20 +35,42 @@ export function parseNativeError(text: string): NativeErrorInfo | undefined {
   }
 }
 
+/**
+ * Starts `d2p-shim run` with posix_spawn (the addon's spawnWithOutput) rather than
+ * child_process.spawn, which forked the daemon for every container; its exit is watched
+ * with a pidfd on the event loop, then its status and output are collected.
+ */
 export function runShim(a: ShimRunArgs): Promise<ShimOutcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(a.shimPath, ['run', '--bundle', a.bundle, '--state-dir', a.stateDir, '--log', a.log, '--id', a.id], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => out.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const raw = Buffer.concat(out).toString('utf8');
-      resolve(code === 0 ? { ok: true, raw } : { ok: false, error: parseNativeError(raw), raw });
+    const native = addon();
+    const args = [a.shimPath, 'run', '--bundle', a.bundle, '--state-dir', a.stateDir, '--log', a.log, '--id', a.id];
+    const child = native.spawnWithOutput(a.shimPath, args);
+    native.pidfdWatch(child.pidfd, (err) => {
+      let ended: ReturnType<typeof native.reapWithOutput>;
+      try {
+        // A watch that failed cannot say the shim ended: it is ended here, so that reaping
+        // it does not wait on the event loop.
+        if (err) killIfAlive(child.pidfd);
+        ended = native.reapWithOutput(child.pid, child.outputFd);
+      } catch (e) {
+        reject(e as Error);
+        return;
+      } finally {
+        native.closeFd(child.pidfd);
+      }
+      if (err) reject(err);
+      else resolve(ended.code === 0 ? { ok: true, raw: ended.output } : { ok: false, error: parseNativeError(ended.output), raw: ended.output });
     });
   });
+}
+
+function killIfAlive(pidfd: number): void {
+  try {
+    addon().pidfdSendSignal(pidfd, os.constants.signals.SIGKILL);
+  } catch (e) {
+    // Gone already (only its exit status is left): nothing to end.
+    if ((e as { code?: string }).code !== 'ESRCH') throw e;
+  }
 }
 
 export interface ShimExecArgs {

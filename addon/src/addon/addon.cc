@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   d2p::RegisterProc(env, exports);
   d2p::RegisterNetns(env, exports);
   d2p::RegisterFiles(env, exports);
+  d2p::RegisterSpawn(env, exports);
   d2p::RegisterNetlink(env, exports);
   return exports;
 }

@@ -8,4 +8,5 @@ void RegisterPidfd(Napi::Env env, Napi::Object exports);
 void RegisterProc(Napi::Env env, Napi::Object exports);
 void RegisterNetns(Napi::Env env, Napi::Object exports);
 void RegisterFiles(Napi::Env env, Napi::Object exports);
+void RegisterSpawn(Napi::Env env, Napi::Object exports);
 }  // namespace d2p
