@@ -235,7 +235,9 @@ export class WriteAheadLog {
   private async writeDurably(batch: PendingAppend[]): Promise<void> {
     const file = path.join(this.dir, segmentName(this.segment));
     try {
-      await this.handle.write(batch.map((p) => p.line).join(''));
+      const data = Buffer.from(batch.map((p) => p.line).join(''));
+      // A regular file takes a whole write unless the disk is full; a short one goes on.
+      for (let offset = 0; offset < data.length; ) offset += (await this.handle.write(data, offset)).bytesWritten;
       await this.handle.datasync();
     } catch (err) {
       // Some of it may be on the disk: nothing appended after can be trusted to follow it.
