@@ -13,6 +13,8 @@
 // files from their own location still do: the addon sits at the same depth from dist/cli
 // as from dist/addon, and crd-schemas and package.json are looked for upwards. The
 // validators generated beside validate.js are linked here too.
+// bin/d2p keeps V8's code cache of each bundle in dist/cli/.v8-cache (made by its first
+// run); a build starts dist/cli afresh, caches included.
 // The daemon keeps running from dist: it starts once and runs for days.
 // Run after tsc and build-validators (npm run build:ts); build output, never committed.
 'use strict';

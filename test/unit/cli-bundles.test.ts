@@ -78,6 +78,19 @@ describe('command bundles', () => {
     expect(ours(r.modules).sort()).toEqual([path.join(bundles, 'convert.js'), ...['duration.js', 'formats.js', 'validators.generated.js'].map((f) => path.join(api, f))].sort());
   });
 
+  it("keeps V8's code cache of a bundle, named after its file: made by one run, used by the next", () => {
+    const file = path.join(bundles, 'port.js');
+    const stat = fs.statSync(file);
+    const cache = path.join(bundles, '.v8-cache', `port-${stat.ino}-${stat.size}-${Math.trunc(stat.mtimeMs)}`);
+    fs.rmSync(cache, { force: true });
+    expect(d2p(['port', '--help']).status).toBe(0);
+    const made = fs.statSync(cache);
+    expect(made.size).toBeGreaterThan(1000);
+    // Accepted by the next run, which would write it again had V8 refused it.
+    expect(d2p(['port', '--help']).status).toBe(0);
+    expect(fs.statSync(cache).mtimeMs).toBe(made.mtimeMs);
+  });
+
   it('runs a line that starts with an option, and the daemon, from dist/src/cli/main.js', () => {
     const r = d2p(['--debug', 'version']);
     expect(r.status).toBe(0);
