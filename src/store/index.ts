@@ -622,12 +622,7 @@ export class EmbeddedStore implements Store {
     try {
       if (this.wal.size > 0) this.sealed.push(await this.wal.seal());
       if (this.sealed.length === 0) return;
-      const newest = new Map<string, JournalEntry>();
-      for (const sealed of this.sealed) for (const e of sealed.latest) newest.set(e.path, e);
-      const entries = [...newest.values()];
-      for (let i = 0; i < entries.length; i += CHECKPOINT_CONCURRENCY) {
-        await Promise.all(entries.slice(i, i + CHECKPOINT_CONCURRENCY).map((e) => redo(this.dir, e, this.syncer, this.directories)));
-      }
+      await writeOut(this.dir, newestWrites(this.sealed.map((sealed) => sealed.latest)), this.syncer, this.directories);
       await this.wal.remove(this.sealed.flatMap((sealed) => sealed.segments));
       this.sealed = [];
     } catch (err) {
@@ -737,6 +732,20 @@ export class EmbeddedStore implements Store {
  * of interrupted writes, loads every object, and collects dependents whose owners are gone
  * (a crash between an owner's removal and its dependents' must not leave them forever).
  */
+/** The last write of each object file among `records`, in their order: what the disk must end up holding. */
+function newestWrites(records: readonly (readonly JournalEntry[])[]): JournalEntry[] {
+  const newest = new Map<string, JournalEntry>();
+  for (const record of records) for (const e of record) newest.set(e.path, e);
+  return [...newest.values()];
+}
+
+/** Makes `entries` (one per object file) durable in the object files, some at a time. */
+async function writeOut(dir: string, entries: readonly JournalEntry[], syncer: DirectorySyncer, directories: DirectoryMaker): Promise<void> {
+  for (let i = 0; i < entries.length; i += CHECKPOINT_CONCURRENCY) {
+    await Promise.all(entries.slice(i, i + CHECKPOINT_CONCURRENCY).map((e) => redo(dir, e, syncer, directories)));
+  }
+}
+
 export async function openStore(opts: StoreOptions): Promise<EmbeddedStore> {
   const dir = path.resolve(opts.dir);
   const syncer = new DirectorySyncer();
@@ -750,7 +759,7 @@ export async function openStore(opts: StoreOptions): Promise<EmbeddedStore> {
     // is completed, and what the write-ahead log holds is written out, in its order.
     await replayJournals(dir, entries, syncer, directories);
     const log = await readLog(dir, entries);
-    for (const record of log.records) await Promise.all(record.map((e) => redo(dir, e, syncer, directories)));
+    await writeOut(dir, newestWrites(log.records), syncer, directories);
     const ceiling = await readStoreMeta(dir);
     const objectsDir = path.join(dir, OBJECTS_DIR);
     await directories.ensure(objectsDir);

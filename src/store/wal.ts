@@ -124,6 +124,7 @@ async function truncateDurably(file: string, size: number): Promise<void> {
 
 interface PendingAppend {
   line: string;
+  writes: readonly JournalEntry[];
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -138,7 +139,7 @@ export class WriteAheadLog {
   private queue: PendingAppend[] = [];
   private flushing?: Promise<void>;
   private failure: unknown;
-  /** Newest write per object path in the current segment. */
+  /** Newest durable write per object path in the current segment. */
   private latest = new Map<string, JournalEntry>();
   private sealWaiters: Array<{ resolve: (s: SealedLog) => void; reject: (err: unknown) => void }> = [];
   private bytes = 0;
@@ -170,10 +171,8 @@ export class WriteAheadLog {
   append(writes: readonly JournalEntry[]): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const line = encodeRecord(writes);
-    for (const w of writes) this.latest.set(w.path, w);
-    this.bytes += line.length;
     return new Promise((resolve, reject) => {
-      this.queue.push({ line, resolve, reject });
+      this.queue.push({ line, writes, resolve, reject });
       this.flushing ??= this.flush();
     });
   }
@@ -245,7 +244,13 @@ export class WriteAheadLog {
       for (const p of batch) p.reject(this.failure);
       return;
     }
-    for (const p of batch) p.resolve();
+    // Only what is durable in this segment is the seal's to hand to a checkpoint: a record
+    // still queued when the segment is sealed goes to the next one.
+    for (const p of batch) {
+      for (const w of p.writes) this.latest.set(w.path, w);
+      this.bytes += p.line.length;
+      p.resolve();
+    }
   }
 
   private async rotate(): Promise<void> {

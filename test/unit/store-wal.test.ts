@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { openStore, type EmbeddedStore } from '../../src/store';
+import { DirectorySyncer } from '../../src/store/disk';
+import { WriteAheadLog } from '../../src/store/wal';
 import { API_VERSION, type ApiObject } from '../../src/api/meta';
 
 let dir: string;
@@ -120,6 +122,20 @@ describe('the write-ahead log', () => {
     fs.writeFileSync(file, good + bad);
     fs.writeFileSync(path.join(storeDir(), 'wal-0000000000000003.log'), good);
     await expect(openStore({ dir: storeDir() })).rejects.toThrow(`store: write-ahead log ${file}, line 2: checksum mismatch`);
+  });
+
+  it('seals only what is durable in the segment: a record still queued goes to the next one', async () => {
+    fs.mkdirSync(storeDir(), { recursive: true });
+    const wal = await WriteAheadLog.create(storeDir(), new DirectorySyncer(), 0);
+    const a = { path: at('a'), content: stored('a', '1') };
+    const b = { path: at('b'), content: stored('b', '2') };
+    const first = wal.append([a]); // being written when the next two calls come
+    const second = wal.append([b]);
+    const sealed = await wal.seal();
+    await Promise.all([first, second]);
+    expect(sealed.latest).toEqual([a]);
+    expect((await wal.seal()).latest).toEqual([b]);
+    await wal.close();
   });
 
   it('refuses a record that names a file outside the objects folder', async () => {
