@@ -2,10 +2,9 @@
 // write), in order for watchers, and atomic on disk (one record of the write-ahead log; the
 // journal of older versions is still replayed on open): a kill -9 at any moment leaves
 // every batch entirely written or not at all.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomInt } from 'node:crypto';
@@ -14,33 +13,13 @@ import { openStore, type EmbeddedStore } from '../../src/store';
 import type { BatchWrite } from '../../src/store/types';
 import { API_VERSION, type ApiObject, type WatchEvent } from '../../src/api/meta';
 import { isApiError } from '../../src/api/errors';
+import { storeTestDir } from '../helpers/store-dir';
 
-let dir: string;
-const opened: EmbeddedStore[] = [];
-
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-store-batch-'));
-});
-
-afterEach(async () => {
-  try {
-    await Promise.all(opened.splice(0).map((s) => s.close()));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-const storeDir = () => path.join(dir, 'store');
-
-async function open(): Promise<EmbeddedStore> {
-  const store = await openStore({ dir: storeDir() });
-  opened.push(store);
-  return store;
-}
+const stores = storeTestDir('d2p-store-batch-');
+const { storeDir, open } = stores;
 
 async function reopen(store: EmbeddedStore): Promise<EmbeddedStore> {
-  await store.close();
-  opened.splice(opened.indexOf(store), 1);
+  await stores.close(store);
   return open();
 }
 
@@ -179,7 +158,7 @@ describe('the batch journal on open', () => {
     const store = await open();
     const kept = await store.create(volume('kept'));
     await store.close();
-    opened.splice(0);
+    stores.forgetOpened();
     // What a crash right after the journal's rename leaves: the journal, and only some
     // (here none) of the object files it names.
     const obj = (name: string, namespace: string, rv: string) =>
@@ -202,7 +181,7 @@ describe('the batch journal on open', () => {
 
   it('refuses to open on a journal it cannot read, naming the file', async () => {
     await (await open()).close();
-    opened.splice(0);
+    stores.forgetOpened();
     const file = path.join(storeDir(), 'journal-00000000000000ff.json');
     fs.writeFileSync(file, JSON.stringify({ format: 1, writes: [{ path: '../../etc/passwd', content: 'x' }] }));
     await expect(openStore({ dir: storeDir() })).rejects.toThrow(`store: journal ${file}: write 0 names "../../etc/passwd", which is not an object file`);
@@ -248,7 +227,7 @@ openStore({ dir }).then((store) => {
 
 describe('a kill -9 in the middle of batches', () => {
   it('leaves every batch whole: all objects of a set carry the same batch, the last acknowledged or the next', async () => {
-    const script = path.join(dir, 'child.js');
+    const script = path.join(stores.dir, 'child.js');
     buildSync({
       stdin: { contents: CHILD, resolveDir: path.resolve(__dirname, '..', '..'), loader: 'ts' },
       bundle: true,
@@ -276,7 +255,7 @@ describe('a kill -9 in the middle of batches', () => {
       }
       expect(filesIn(storeDir()).filter((f) => f.startsWith('journal-'))).toEqual([]);
       await store.close();
-      opened.splice(0);
+      stores.forgetOpened();
     }
     // The storm really wrote batches (not a test of an idle child).
     expect(acked.a + acked.b).toBeGreaterThan(ROUNDS);

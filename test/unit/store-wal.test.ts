@@ -1,45 +1,20 @@
 // The store's write-ahead log (wal.ts): a write is durable once its record is, the object
 // files follow at a checkpoint, and an open replays what a crash left — dropping only a
 // torn end that was never acknowledged, refusing anything else it cannot read.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { openStore, type EmbeddedStore } from '../../src/store';
+import { openStore } from '../../src/store';
 import { DirectorySyncer } from '../../src/store/disk';
 import { WriteAheadLog } from '../../src/store/wal';
 import { API_VERSION, type ApiObject } from '../../src/api/meta';
+import { storeTestDir } from '../helpers/store-dir';
 
-let dir: string;
-const opened: EmbeddedStore[] = [];
-
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'd2p-store-wal-'));
-});
-
-afterEach(async () => {
-  try {
-    await Promise.all(opened.splice(0).map((s) => s.close()));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-const storeDir = () => path.join(dir, 'store');
+const stores = storeTestDir('d2p-store-wal-');
+const { storeDir, open, close } = stores;
 const segments = () => fs.readdirSync(storeDir()).filter((f) => /^wal-\d{16}\.log$/.test(f));
 const objectFile = (name: string, namespace = 'shop') => path.join(storeDir(), 'objects', 'volumes', namespace, name);
-
-async function open(): Promise<EmbeddedStore> {
-  const store = await openStore({ dir: storeDir() });
-  opened.push(store);
-  return store;
-}
-
-async function close(store: EmbeddedStore): Promise<void> {
-  await store.close();
-  opened.splice(opened.indexOf(store), 1);
-}
 
 function volume(name: string, labels: Record<string, string> = {}, namespace = 'shop'): ApiObject {
   return { apiVersion: API_VERSION, kind: 'Volume', metadata: { name, namespace, labels }, spec: { driver: 'local' } };
