@@ -2,10 +2,10 @@
 // Workload benchmarks of issue 5 (DESIGN.md §9), not tests: they assert nothing and print
 // figures, ratios against the peers measured in the same run, and budget verdicts.
 //   1. `d2p run --rm IMG /bin/true`, CLI process included, daemon already running, versus
-//      `podman run --rm` (and `docker run --rm` when a Docker engine answers): median, p90.
-//      Budget ≤ 80 ms median and ≤ 0.5× podman.
+//      `podman run --rm` and `docker run --rm` (a dockerd of the benchmark's own, when
+//      Debian's docker.io is installed): median, p90. Budget ≤ 80 ms median and ≤ 0.5× podman.
 //   2. `d2p up -d --wait` of 10 and of 100 services (busybox `sleep 3600`, no ports) versus
-//      `podman-compose up -d` (and docker-compose when an engine answers), then `down`.
+//      `podman-compose up -d` and `docker-compose up -d` (on that dockerd), then `down`.
 //      Budget ≤ 0.5 s for 10.
 //   3. With the 100 services running: the daemon's CPU over 30 s (budget < 1 % of one core),
 //      and the shims' memory (budget ≤ 1 MiB RSS each), next to podman's conmons.
@@ -218,11 +218,89 @@ function podmanComposeTool(podman) {
   };
 }
 
-function dockerEngine() {
-  if (!have('docker')) return { answers: false, why: 'no docker CLI' };
-  const r = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 10000 });
-  if (r.status === 0) return { answers: true, version: r.stdout.trim() };
-  return { answers: false, why: (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').pop() };
+/**
+ * A Docker engine of the benchmark's own: dockerd (Debian's docker.io, `hack/install-peers
+ * --docker-engine`) with its data, run dirs and socket under the work dir, started inside
+ * the sandbox, so its bridge and iptables rules live in the sandbox's network namespace
+ * and its containers under a cgroup parent removed afterwards. A system engine, if one
+ * runs, is left alone. The same image is copied in from the OCI layout with skopeo.
+ */
+function dockerTool(work) {
+  const dir = path.join(work, 'docker');
+  const socket = `unix://${path.join(dir, 'docker.sock')}`;
+  const cgroupParent = `d2p-bench-docker-${process.pid}`;
+  const env = { ...process.env, DOCKER_HOST: socket };
+  const docker = (args) => ['docker', args, { env }];
+  let daemon;
+  let network = [];
+  return {
+    name: 'docker',
+    env,
+    start() {
+      fs.mkdirSync(dir, { recursive: true });
+      const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
+      daemon = require('node:child_process').spawn(
+        'dockerd',
+        ['--data-root', path.join(dir, 'root'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid'), '-H', socket, '--cgroup-parent', cgroupParent],
+        { stdio: ['ignore', log, log] },
+      );
+      for (let i = 0; i < 150; i++) {
+        const r = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { env, encoding: 'utf8', timeout: 10000 });
+        if (r.status === 0) return r.stdout.trim();
+        if (daemon.exitCode !== null) break;
+        spawnSync('sleep', ['0.2']);
+      }
+      throw new Error(`dockerd did not answer on ${socket}: ${fs.readFileSync(path.join(dir, 'dockerd.log'), 'utf8').trim().split('\n').slice(-5).join('\n')}`);
+    },
+    setup(layout) {
+      sh('skopeo', ['copy', '--quiet', `oci:${layout}:${IMAGE}`, `docker-daemon:${IMAGE}`, '--dest-daemon-host', socket]);
+      const probe = spawnSync(...docker(['run', '--rm', IMAGE, '/bin/true']).slice(0, 2), { env, encoding: 'utf8' });
+      if (probe.status !== 0) {
+        console.log(`docker: run with the default network failed (${probe.stderr.trim().split('\n').pop()}); trying --network none`);
+        network = ['--network', 'none'];
+        sh(...docker(['run', '--rm', ...network, IMAGE, '/bin/true']));
+      }
+    },
+    network: () => (network.length ? 'none' : 'default bridge'),
+    run: () => timed(...docker(['run', '--rm', ...network, IMAGE, '/bin/true'])),
+    withoutNetwork: () => ({ name: 'docker --net none', network: () => 'none', run: () => timed(...docker(['run', '--rm', '--network', 'none', IMAGE, '/bin/true'])) }),
+    stop() {
+      if (!daemon) return;
+      const ids = spawnSync(...docker(['ps', '-aq']).slice(0, 2), { env, encoding: 'utf8' }).stdout?.trim().split('\n').filter(Boolean) ?? [];
+      if (ids.length > 0) {
+        const r = spawnSync(...docker(['rm', '-f', ...ids]).slice(0, 2), { env, encoding: 'utf8' });
+        if (r.status !== 0) console.error(`cleanup: docker rm -f exited ${r.status}: ${r.stderr.trim()}`);
+      }
+      killIfRunning(daemon.pid, 'SIGTERM');
+      for (let i = 0; i < 100 && daemon.exitCode === null && processAlive(daemon.pid); i++) spawnSync('sleep', ['0.1']);
+      // cgroupfs is the host's, not the sandbox's: remove the engine's cgroups, deepest first.
+      for (const hierarchy of fs.readdirSync('/sys/fs/cgroup')) {
+        const top = path.join('/sys/fs/cgroup', hierarchy, cgroupParent);
+        if (fs.existsSync(top)) spawnSync('find', [top, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']);
+      }
+    },
+  };
+}
+
+function processAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    if (e.code === 'ESRCH') return false;
+    throw e;
+  }
+}
+
+function dockerComposeTool(docker) {
+  // Compose v1 names the project after the file's directory unless -p says otherwise.
+  const run = (args) => ['docker-compose', args, { env: docker.env }];
+  const project = (file) => path.basename(file, '.yml');
+  return {
+    name: 'docker-compose',
+    up: (file) => timed(...run(['-p', project(file), '-f', file, 'up', '-d'])),
+    down: (file) => timed(...run(['-p', project(file), '-f', file, 'down', '-t', '1'])),
+  };
 }
 
 // ------------------------------------------------------------------------------ benchmarks
@@ -359,9 +437,17 @@ async function main() {
     } else {
       console.log('podman: not installed (hack/install-peers, or pass --install-peers)');
     }
-    const docker = dockerEngine();
-    console.log(docker.answers ? `docker: engine ${docker.version} answers` : `docker: no engine answers (${docker.why}); docker run and docker-compose not measured`);
-    if (docker.answers) console.log('docker: an engine answers, but loading the image into it is not implemented here; not measured');
+    let docker;
+    if (have('dockerd') && have('docker') && have('skopeo')) {
+      docker = dockerTool(work);
+      stops.push(docker.stop);
+      console.log(`docker: engine ${docker.start()} started for this benchmark (its own data root and socket)`);
+      docker.setup(layout);
+      runTools.push(docker);
+      if (docker.network() !== 'none') runTools.push(docker.withoutNetwork());
+    } else {
+      console.log('docker: no dockerd installed (hack/install-peers --docker-engine); docker run and docker-compose not measured');
+    }
 
     if (wants('run')) benchRun(runTools, results);
     if (wants('up')) {
@@ -369,6 +455,8 @@ async function main() {
       const podmanCompose = podman && have('podman-compose') ? podmanComposeTool(podman) : undefined;
       if (podmanCompose) composeTools.push(podmanCompose);
       else console.log('podman-compose: not installed (hack/install-peers, or pass --install-peers)');
+      if (docker && have('docker-compose')) composeTools.push(dockerComposeTool(docker));
+      else if (docker) console.log('docker-compose: not installed (hack/install-peers)');
       benchUp(work, composeTools, results, 10, UP_RUNS);
       let shimSummary;
       // d2p goes first, so the shims are measured before conmon is compared with them.
