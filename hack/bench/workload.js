@@ -293,13 +293,19 @@ function processAlive(pid) {
 }
 
 function dockerComposeTool(docker) {
-  // Compose v1 names the project after the file's directory unless -p says otherwise.
+  // Compose v1 names the project after the file's directory unless -p says otherwise, and
+  // refuses the top-level `name:` of the Compose specification: it gets the file without it.
   const run = (args) => ['docker-compose', args, { env: docker.env }];
   const project = (file) => path.basename(file, '.yml');
+  const v1File = (file) => {
+    const out = file.replace(/\.yml$/, '.compose-v1.yml');
+    if (!fs.existsSync(out)) fs.writeFileSync(out, fs.readFileSync(file, 'utf8').replace(/^name: .*\n/, ''));
+    return out;
+  };
   return {
     name: 'docker-compose',
-    up: (file) => timed(...run(['-p', project(file), '-f', file, 'up', '-d'])),
-    down: (file) => timed(...run(['-p', project(file), '-f', file, 'down', '-t', '1'])),
+    up: (file) => timed(...run(['-p', project(file), '-f', v1File(file), 'up', '-d'])),
+    down: (file) => timed(...run(['-p', project(file), '-f', v1File(file), 'down', '-t', '1'])),
   };
 }
 
