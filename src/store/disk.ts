@@ -27,26 +27,6 @@ export function storeIoError(operation: string, target: string, err: unknown): A
   return e;
 }
 
-const uncertainOutcomes = new WeakSet<object>();
-
-/**
- * Whether a failed operation may or may not have reached the disk (the rename happened but
- * the directory fsync failed). After such a failure the in-memory copy can no longer be
- * trusted to match the disk (see "fsyncgate", PostgreSQL 2018), so the store stops writing.
- */
-export function outcomeIsUncertain(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && uncertainOutcomes.has(err);
-}
-
-async function syncAfterChange(syncer: DirectorySyncer, dir: string): Promise<void> {
-  try {
-    await syncer.sync(dir);
-  } catch (err) {
-    if (typeof err === 'object' && err !== null) uncertainOutcomes.add(err);
-    throw err;
-  }
-}
-
 async function fsyncDirectory(dir: string): Promise<void> {
   let handle: fsp.FileHandle;
   try {
@@ -133,7 +113,7 @@ export async function writeFileAtomic(dir: string, fileName: string, content: st
     await removeIfPresent(temp);
     throw err;
   }
-  await syncAfterChange(syncer, dir);
+  await syncer.sync(dir);
 }
 
 /** Removes dir/fileName and makes the removal durable. */
@@ -144,7 +124,7 @@ export async function removeFileDurable(dir: string, fileName: string, syncer: D
   } catch (err) {
     throw storeIoError('remove', target, err);
   }
-  await syncAfterChange(syncer, dir);
+  await syncer.sync(dir);
 }
 
 /**

@@ -253,10 +253,6 @@ export class EmbeddedStore implements Store {
     return String(this.sequencer.committedVersion);
   }
 
-  private get objectsDir(): string {
-    return path.join(this.dir, OBJECTS_DIR);
-  }
-
   // --- reads ------------------------------------------------------------------------------
 
   async get(kind: string, namespace: string | undefined, name: string): Promise<ApiObject> {
@@ -623,7 +619,7 @@ export class EmbeddedStore implements Store {
       if (this.wal.size > 0) this.sealed.push(await this.wal.seal());
       if (this.sealed.length === 0) return;
       await writeOut(this.dir, newestWrites(this.sealed.map((sealed) => sealed.latest)), this.syncer, this.directories);
-      await this.wal.remove(this.sealed.flatMap((sealed) => sealed.segments));
+      await this.wal.remove(this.sealed.map((sealed) => sealed.segment));
       this.sealed = [];
     } catch (err) {
       // The log still holds every write: the next checkpoint, or the next open, retries.
@@ -727,11 +723,6 @@ export class EmbeddedStore implements Store {
   }
 }
 
-/**
- * Opens (creating if needed) the store in opts.dir: takes its lock, removes temporary files
- * of interrupted writes, loads every object, and collects dependents whose owners are gone
- * (a crash between an owner's removal and its dependents' must not leave them forever).
- */
 /** The last write of each object file among `records`, in their order: what the disk must end up holding. */
 function newestWrites(records: readonly (readonly JournalEntry[])[]): JournalEntry[] {
   const newest = new Map<string, JournalEntry>();
@@ -746,6 +737,11 @@ async function writeOut(dir: string, entries: readonly JournalEntry[], syncer: D
   }
 }
 
+/**
+ * Opens (creating if needed) the store in opts.dir: takes its lock, removes temporary files
+ * of interrupted writes, writes out what the write-ahead log holds, loads every object, and collects dependents whose owners are gone
+ * (a crash between an owner's removal and its dependents' must not leave them forever).
+ */
 export async function openStore(opts: StoreOptions): Promise<EmbeddedStore> {
   const dir = path.resolve(opts.dir);
   const syncer = new DirectorySyncer();

@@ -1,20 +1,18 @@
-// The intent journal that makes a batch of object writes atomic as a whole.
+// The intent journal of earlier versions of the store, and the entries the write-ahead log
+// (wal.ts) shares with it: one object file's new content, or its removal.
 //
-// Each object file is replaced atomically on its own (disk.ts); a batch touches many files,
-// and a crash between two of them would leave half an apply. So before the first object
-// file of a batch is touched, the complete list of its writes is made durable as one
-// journal file (itself written with the atomic recipe), and it is removed only after every
-// object file is durable. On open, a journal still present is a batch that may be partly on
-// disk: its writes are replayed (each is idempotent: the whole new content of a file, or its
-// removal) and the journal removed. That is a redo log, as in ext4's journal or a
-// database's write-ahead log: a batch is on disk entirely, or not at all.
+// Earlier versions made a batch atomic with a journal: before the first object file of a
+// batch was touched, the list of its writes was made durable as one journal file, removed
+// once every object file was. A store one of them left after a crash may still hold such
+// a journal: on open its writes are replayed (each is idempotent: the whole new content of
+// a file, or its removal) and the journal removed. A batch is now one record of the
+// write-ahead log, and no journal is written any more.
 //
 //   <dir>/journal-<hex>.json   {"format":1,"writes":[{"path":"objects/<plural>/<ns>/<name>","content":"…"|null}]}
 //
-// Concurrent batches hold the locks of all their objects until their journal is gone, so
+// Concurrent batches held the locks of all their objects until their journal was gone, so
 // two journals left by a crash never name the same object and replay order does not matter.
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { KINDS } from '../api/meta';
 import { ApiError } from '../api/errors';
 import { errnoCode, readTextFile, removeFileDurable, writeFileAtomic, type DirectoryMaker, type DirectorySyncer } from './disk';
@@ -35,14 +33,7 @@ export function isJournalFile(fileName: string): boolean {
   return fileName.startsWith(JOURNAL_PREFIX) && fileName.endsWith(JOURNAL_SUFFIX);
 }
 
-/** Makes the batch's intent durable; returns the journal's file name, to remove once the batch is on disk. */
-export async function writeJournal(dir: string, entries: readonly JournalEntry[], syncer: DirectorySyncer): Promise<string> {
-  const name = `${JOURNAL_PREFIX}${randomBytes(8).toString('hex')}${JOURNAL_SUFFIX}`;
-  await writeFileAtomic(dir, name, JSON.stringify({ format: JOURNAL_FORMAT, writes: entries }) + '\n', syncer);
-  return name;
-}
-
-export function removeJournal(dir: string, name: string, syncer: DirectorySyncer): Promise<void> {
+function removeJournal(dir: string, name: string, syncer: DirectorySyncer): Promise<void> {
   return removeFileDurable(dir, name, syncer);
 }
 

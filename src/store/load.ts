@@ -19,10 +19,6 @@ const FORMAT = 1;
 /** Files read at once while loading: enough to keep the disk busy, few enough for the fd limit. */
 const READ_CONCURRENCY = 64;
 
-export function objectDirectory(objectsDir: string, info: KindInfo, namespace: string): string {
-  return path.join(objectsDir, info.plural, namespace);
-}
-
 function corrupt(file: string, why: string): ApiError {
   return new ApiError('InternalError', `store: ${file}: ${why}`);
 }

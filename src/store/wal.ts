@@ -27,16 +27,14 @@ import { ApiError } from '../api/errors';
 import { storeIoError, type DirectorySyncer } from './disk';
 import { checkEntry, type JournalEntry } from './journal';
 
-const SEGMENT_PREFIX = 'wal-';
-const SEGMENT_SUFFIX = '.log';
-const SEGMENT_DIGITS = 16;
+const SEGMENT_PATTERN = /^wal-(\d{16})\.log$/;
 
 export function isSegmentFile(fileName: string): boolean {
-  return new RegExp(`^${SEGMENT_PREFIX}\\d{${SEGMENT_DIGITS}}\\${SEGMENT_SUFFIX}$`).test(fileName);
+  return SEGMENT_PATTERN.test(fileName);
 }
 
-const segmentName = (n: number): string => `${SEGMENT_PREFIX}${String(n).padStart(SEGMENT_DIGITS, '0')}${SEGMENT_SUFFIX}`;
-const segmentNumber = (name: string): number => Number(name.slice(SEGMENT_PREFIX.length, SEGMENT_PREFIX.length + SEGMENT_DIGITS));
+const segmentName = (n: number): string => `wal-${String(n).padStart(16, '0')}.log`;
+const segmentNumber = (name: string): number => Number(SEGMENT_PATTERN.exec(name)?.[1]);
 
 function encodeRecord(writes: readonly JournalEntry[]): string {
   const json = JSON.stringify({ writes });
@@ -47,8 +45,11 @@ function corruptLog(file: string, line: number, why: string): ApiError {
   return new ApiError('InternalError', `store: write-ahead log ${file}, line ${line}: ${why}; the store cannot tell which writes reached the disk`);
 }
 
-/** The records of one segment, in order; `tornAt` is the byte offset of a torn tail, if any. */
-function parseSegment(file: string, text: string): { records: JournalEntry[][]; tornAt?: number; corrupt?: boolean; line?: number; why?: string } {
+/**
+ * The records of one segment, in order, up to the first bad one. `bad.tornAt` is that
+ * record's byte offset when it is a torn end; undefined when whole records follow it.
+ */
+function parseSegment(file: string, text: string): { records: JournalEntry[][]; bad?: { line: number; why: string; tornAt?: number } } {
   const records: JournalEntry[][] = [];
   let offset = 0;
   for (let line = 1; offset < text.length; line++) {
@@ -59,7 +60,7 @@ function parseSegment(file: string, text: string): { records: JournalEntry[][]; 
       // the bad one was acknowledged once, and has been damaged since.
       const later = text.slice(end === -1 ? text.length : end + 1).split('\n');
       const torn = !later.some((l) => !('problem' in parseRecord(l)));
-      return { records, ...(torn ? { tornAt: Buffer.byteLength(text.slice(0, offset)) } : { corrupt: true }), line, why: record.problem };
+      return { records, bad: { line, why: record.problem, ...(torn ? { tornAt: Buffer.byteLength(text.slice(0, offset)) } : {}) } };
     }
     records.push(record.writes.map((w, i) => checkEntry(`${file}, line ${line}`, w, i)));
     offset = end + 1;
@@ -96,14 +97,15 @@ export async function readLog(dir: string, entries: readonly string[]): Promise<
     } catch (err) {
       throw storeIoError('read', file, err);
     }
-    const parsed = parseSegment(file, text);
-    if (parsed.corrupt) throw corruptLog(file, parsed.line ?? 0, parsed.why ?? 'unreadable');
-    if (parsed.tornAt !== undefined) {
-      if (i !== segments.length - 1) throw corruptLog(file, parsed.line ?? 0, parsed.why ?? 'unreadable');
-      // Never acknowledged (its fdatasync had not returned): the write did not happen.
-      await truncateDurably(file, parsed.tornAt);
+    const { records: whole, bad } = parseSegment(file, text);
+    if (bad) {
+      if (bad.tornAt === undefined || i !== segments.length - 1) throw corruptLog(file, bad.line, bad.why);
+      // Never acknowledged (its fdatasync had not returned): the write did not happen. Cut
+      // off the file, not only skipped: once open has started a newer segment, a torn end
+      // here would no longer be the log's end, and would read as damage.
+      await truncateDurably(file, bad.tornAt);
     }
-    records.push(...parsed.records);
+    records.push(...whole);
   }
   return { segments, records };
 }
@@ -129,9 +131,9 @@ interface PendingAppend {
   reject: (err: unknown) => void;
 }
 
-/** What a seal hands the checkpoint: segments whose records are all durable, and each object's newest write in them. */
+/** What a seal hands the checkpoint: a segment whose records are all durable, and each object's newest write in it. */
 export interface SealedLog {
-  segments: string[];
+  segment: string;
   latest: JournalEntry[];
 }
 
@@ -179,7 +181,7 @@ export class WriteAheadLog {
 
   /**
    * Closes the current segment once its records are durable, starts the next one, and
-   * returns what the closed segments hold for a checkpoint to write out.
+   * returns what the closed segment holds for a checkpoint to write out.
    */
   seal(): Promise<SealedLog> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
@@ -255,7 +257,7 @@ export class WriteAheadLog {
 
   private async rotate(): Promise<void> {
     const waiters = this.sealWaiters.splice(0);
-    const sealed: SealedLog = { segments: [segmentName(this.segment)], latest: [...this.latest.values()] };
+    const sealed: SealedLog = { segment: segmentName(this.segment), latest: [...this.latest.values()] };
     try {
       const next = await WriteAheadLog.openSegment(this.dir, this.syncer, this.segment + 1);
       await this.handle.close();
