@@ -33,4 +33,17 @@ int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return info[i].As<Napi::Number>().Int64Value();
 }
 
+std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const std::string problem = std::string("argument ") + name + " must be an array of strings";
+  if (info.Length() <= i || !info[i].IsArray()) throw Napi::TypeError::New(info.Env(), problem);
+  Napi::Array array = info[i].As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t k = 0; k < array.Length(); k++) {
+    Napi::Value v = array.Get(k);
+    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), problem);
+    out.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
 }  // namespace d2p

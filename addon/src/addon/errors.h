@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 namespace d2p {
 
@@ -19,5 +20,6 @@ Napi::Error MakeErrnoError(Napi::Env env, const SysError& e);
 // Argument checks: a TypeError naming the argument.
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 }  // namespace d2p

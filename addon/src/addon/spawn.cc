@@ -27,20 +27,6 @@ namespace d2p {
 
 namespace {
 
-std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsArray()) {
-    throw Napi::TypeError::New(info.Env(), std::string("argument ") + name + " must be an array of strings");
-  }
-  Napi::Array array = info[i].As<Napi::Array>();
-  std::vector<std::string> out;
-  for (uint32_t k = 0; k < array.Length(); k++) {
-    Napi::Value v = array.Get(k);
-    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), std::string("argument ") + name + " must be an array of strings");
-    out.push_back(v.As<Napi::String>().Utf8Value());
-  }
-  return out;
-}
-
 // File actions and attributes own resources: destroyed on every path out.
 struct SpawnSetup {
   posix_spawn_file_actions_t actions;
