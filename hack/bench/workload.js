@@ -17,7 +17,7 @@
 // Env: RUNS (run --rm samples, default 20), UP_RUNS (ups of 10, default 3), UP100_RUNS
 // (default 1), IDLE_SECONDS (default 30). The last line is `BENCH {json}` for run.js.
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -207,14 +207,18 @@ function podmanTool(work) {
   };
 }
 
-function podmanComposeTool(podman) {
-  // podman-compose 1.0 names the project after the file's directory, not its `name:`; -p sets it.
-  const run = (args) => ['podman-compose', args, { env: podman.env }];
+/**
+ * A Compose CLI (podman-compose, docker-compose v1) on its engine's environment. Both name
+ * the project after the file's directory unless -p says otherwise. `fileFor` gives the
+ * file the CLI reads, for one that refuses part of the Compose specification.
+ */
+function composeCliTool(command, engine, fileFor = (file) => file) {
+  const run = (args) => [command, args, { env: engine.env }];
   const project = (file) => path.basename(file, '.yml');
   return {
-    name: 'podman-compose',
-    up: (file) => timed(...run(['-p', project(file), '-f', file, 'up', '-d'])),
-    down: (file) => timed(...run(['-p', project(file), '-f', file, 'down', '-t', '1'])),
+    name: command,
+    up: (file) => timed(...run(['-p', project(file), '-f', fileFor(file), 'up', '-d'])),
+    down: (file) => timed(...run(['-p', project(file), '-f', fileFor(file), 'down', '-t', '1'])),
   };
 }
 
@@ -239,7 +243,7 @@ function dockerTool(work) {
     start() {
       fs.mkdirSync(dir, { recursive: true });
       const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
-      daemon = require('node:child_process').spawn(
+      daemon = spawn(
         'dockerd',
         ['--data-root', path.join(dir, 'root'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid'), '-H', socket, '--cgroup-parent', cgroupParent],
         { stdio: ['ignore', log, log] },
@@ -292,21 +296,11 @@ function processAlive(pid) {
   }
 }
 
-function dockerComposeTool(docker) {
-  // Compose v1 names the project after the file's directory unless -p says otherwise, and
-  // refuses the top-level `name:` of the Compose specification: it gets the file without it.
-  const run = (args) => ['docker-compose', args, { env: docker.env }];
-  const project = (file) => path.basename(file, '.yml');
-  const v1File = (file) => {
-    const out = file.replace(/\.yml$/, '.compose-v1.yml');
-    if (!fs.existsSync(out)) fs.writeFileSync(out, fs.readFileSync(file, 'utf8').replace(/^name: .*\n/, ''));
-    return out;
-  };
-  return {
-    name: 'docker-compose',
-    up: (file) => timed(...run(['-p', project(file), '-f', v1File(file), 'up', '-d'])),
-    down: (file) => timed(...run(['-p', project(file), '-f', v1File(file), 'down', '-t', '1'])),
-  };
+/** docker-compose v1 refuses the top-level `name:` of the Compose specification: its file goes without it. */
+function withoutTopLevelName(file) {
+  const out = file.replace(/\.yml$/, '.compose-v1.yml');
+  if (!fs.existsSync(out)) fs.writeFileSync(out, fs.readFileSync(file, 'utf8').replace(/^name: .*\n/, ''));
+  return out;
 }
 
 // ------------------------------------------------------------------------------ benchmarks
@@ -458,10 +452,10 @@ async function main() {
     if (wants('run')) benchRun(runTools, results);
     if (wants('up')) {
       const composeTools = [d2p];
-      const podmanCompose = podman && have('podman-compose') ? podmanComposeTool(podman) : undefined;
+      const podmanCompose = podman && have('podman-compose') ? composeCliTool('podman-compose', podman) : undefined;
       if (podmanCompose) composeTools.push(podmanCompose);
       else console.log('podman-compose: not installed (hack/install-peers, or pass --install-peers)');
-      if (docker && have('docker-compose')) composeTools.push(dockerComposeTool(docker));
+      if (docker && have('docker-compose')) composeTools.push(composeCliTool('docker-compose', docker, withoutTopLevelName));
       else if (docker) console.log('docker-compose: not installed (hack/install-peers)');
       benchUp(work, composeTools, results, 10, UP_RUNS);
       let shimSummary;
